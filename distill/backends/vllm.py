@@ -1,0 +1,148 @@
+"""The `vllm` backend: vLLM's offline engine in this process, the default on a GPU node.
+
+    distill generate --teacher qwq-32b --prompts prompts.jsonl --out runs/gen --tensor-parallel 2 --data-parallel 4
+
+- `--tensor-parallel`/`--pipeline-parallel` shard one replica; pipeline parallelism across nodes goes through
+  vLLM's Ray executor (start a Ray cluster first, as vLLM's multi-node docs describe).
+- `--data-parallel N` runs N engine replicas on disjoint GPU sets of this node, each in its own process.
+  Across nodes, run `vllm serve` on each node and point `--backend openai` at all of them (client-side load
+  balancing), which also survives the loss of a node.
+- Requests go to the engine in chunks (`--batch-size`, default 2048): vLLM batches continuously inside a
+  chunk, and every finished chunk is journaled, so a crash loses at most one chunk per replica.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from itertools import islice
+
+from distill.backends import BackendOptions, Completion, Request, normalize_finish_reason, think_prefill
+from distill.errors import DistillError
+
+DEFAULT_CHUNK = 2048
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, options: BackendOptions):
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise DistillError(
+                "the vllm backend needs vLLM: pip install 'distill[vllm]' on a GPU machine, or use --backend openai "
+                "with a served teacher, or --backend transformers for a small local model"
+            ) from None
+        self.options = options
+        self.model = options.model
+        self.chunk = options.batch_size or DEFAULT_CHUNK
+        self._engine = None
+        self._workers = None
+
+    def _make_engine(self):
+        from vllm import LLM
+
+        kwargs = dict(
+            model=self.options.model,
+            tensor_parallel_size=self.options.tensor_parallel,
+            pipeline_parallel_size=self.options.pipeline_parallel,
+            seed=self.options.seed,
+            dtype=self.options.dtype,
+            trust_remote_code=True,
+        )
+        if self.options.max_model_len:
+            kwargs["max_model_len"] = self.options.max_model_len
+        if self.options.pipeline_parallel > 1:
+            kwargs["distributed_executor_backend"] = "ray"
+        return LLM(**kwargs, **self.options.extra)
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        if self.options.data_parallel > 1:
+            yield from self._generate_replicas(requests)
+            return
+        if self._engine is None:
+            self._engine = self._make_engine()
+        it = iter(requests)
+        while chunk := list(islice(it, self.chunk)):
+            yield from run_chunk(self._engine, chunk, self.model)
+
+    def _generate_replicas(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        """Data parallelism on one node: one engine process per GPU slice, fed chunk by chunk."""
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # CUDA cannot be initialised in a forked child
+        replicas = self.options.data_parallel
+        gpus_each = self.options.tensor_parallel * self.options.pipeline_parallel
+        inbox, outbox = ctx.Queue(maxsize=2 * replicas), ctx.Queue()
+        procs = []
+        for rank in range(replicas):
+            devices = ",".join(str(rank * gpus_each + i) for i in range(gpus_each))
+            p = ctx.Process(target=_replica_main, args=(self.options, devices, inbox, outbox), daemon=True)
+            p.start()
+            procs.append(p)
+        try:
+            it = iter(requests)
+            in_flight = 0
+            feeding = True
+            while feeding or in_flight:
+                while feeding and in_flight < 2 * replicas:
+                    chunk = list(islice(it, self.chunk))
+                    if not chunk:
+                        feeding = False
+                        break
+                    inbox.put(chunk)
+                    in_flight += 1
+                result = outbox.get()
+                if isinstance(result, str):  # a replica failed: its message
+                    raise DistillError(f"a vLLM replica failed: {result}")
+                in_flight -= 1
+                yield from result
+        finally:
+            for _ in procs:
+                inbox.put(None)
+            for p in procs:
+                p.join(timeout=60)
+
+    def close(self) -> None:
+        self._engine = None
+
+
+def run_chunk(engine, chunk: list[Request], model: str) -> list[Completion]:
+    from vllm import SamplingParams
+
+    tokenizer = engine.get_tokenizer()
+    texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in chunk]
+    params = [
+        SamplingParams(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed) for r in chunk
+    ]
+    outputs = engine.generate(texts, params, use_tqdm=False)
+    done = []
+    for request, text, out in zip(chunk, texts, outputs):
+        sample = out.outputs[0]
+        done.append(
+            Completion(
+                id=request.id,
+                text=think_prefill(text) + sample.text,
+                finish_reason=normalize_finish_reason(sample.finish_reason),
+                prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(sample.token_ids),
+                model=model,
+            )
+        )
+    return done
+
+
+def _replica_main(options: BackendOptions, devices: str, inbox, outbox) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    try:
+        single = BackendOptions(**{**options.__dict__, "data_parallel": 1})
+        engine = VLLMBackend(single)._make_engine()
+        while (chunk := inbox.get()) is not None:
+            outbox.put(run_chunk(engine, chunk, options.model))
+    except Exception as err:  # noqa: BLE001 - reported to the parent as one line
+        outbox.put(f"{type(err).__name__}: {err}")
+
+
+def create(options: BackendOptions) -> VLLMBackend:
+    return VLLMBackend(options)

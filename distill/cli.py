@@ -1,0 +1,105 @@
+"""The `distill` command: one subcommand per stage, each a thin layer over the stage function.
+
+    distill generate --teacher deepseek-r1 --prompts prompts.jsonl --out runs/gen --base-url http://n1:8000/v1
+    distill teachers
+
+A command builds its stage's config (defaults < --config YAML < options < --set key=value), calls the stage
+and lets it print its summary. A DistillError becomes one line on stderr and exit status 2, never a traceback.
+Help texts come from the config dataclasses, so they are written once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from distill.config import help_for
+from distill.generate import GenerateConfig
+
+app = typer.Typer(
+    name="distill",
+    help="Distil a large reasoning teacher into small dense reasoning students: generate -> curate -> sft -> eval.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+CONFIG_HELP = "YAML file with the stage's config; options and --set override it."
+SET_HELP = "Override any config key: --set key=value (repeatable; dotted keys reach nested fields)."
+
+
+def _gen(name: str) -> str:
+    return help_for(GenerateConfig, name)
+
+
+@app.command()
+def generate(
+    prompts: Optional[str] = typer.Option(None, "--prompts", help=_gen("prompts")),
+    out: Optional[str] = typer.Option(None, "--out", help=_gen("out")),
+    teacher: Optional[str] = typer.Option(None, help=_gen("teacher")),
+    model: Optional[str] = typer.Option(None, help=_gen("model")),
+    backend: Optional[str] = typer.Option(None, help=_gen("backend")),
+    id_field: Optional[str] = typer.Option(None, help=_gen("id_field")),
+    problem_field: Optional[str] = typer.Option(None, help=_gen("problem_field")),
+    answer_field: Optional[str] = typer.Option(None, help=_gen("answer_field")),
+    split: Optional[str] = typer.Option(None, help=_gen("split")),
+    limit: Optional[int] = typer.Option(None, help=_gen("limit")),
+    num_samples: Optional[int] = typer.Option(None, "--num-samples", "-k", help=_gen("num_samples")),
+    max_tokens: Optional[int] = typer.Option(None, help=_gen("max_tokens")),
+    temperature: Optional[float] = typer.Option(None, help=_gen("temperature")),
+    top_p: Optional[float] = typer.Option(None, help=_gen("top_p")),
+    seed: Optional[int] = typer.Option(None, help=_gen("seed")),
+    base_url: Optional[list[str]] = typer.Option(None, help=_gen("base_url")),
+    api_key_env: Optional[str] = typer.Option(None, help=_gen("api_key_env")),
+    concurrency: Optional[int] = typer.Option(None, help=_gen("concurrency")),
+    tensor_parallel: Optional[int] = typer.Option(None, help=_gen("tensor_parallel")),
+    data_parallel: Optional[int] = typer.Option(None, help=_gen("data_parallel")),
+    batch_size: Optional[int] = typer.Option(None, help=_gen("batch_size")),
+    force: bool = typer.Option(False, "--force", help=_gen("force")),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Generate teacher traces for a prompt set (resumable: re-run the same command after a crash)."""
+    from distill.config import load_config
+    from distill.generate import generate as run
+
+    values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config")}
+    values["force"] = force or None
+    values["base_url"] = base_url or None
+    run(load_config(GenerateConfig, config, set_ or [], values))
+
+
+@app.command()
+def teachers() -> None:
+    """List the teacher registry: model, sampling defaults and serving hints."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from distill.teachers import TEACHERS
+
+    table = Table(title="teachers (distill generate --teacher NAME)", title_justify="left")
+    for col in ("name", "model", "reasoning", "T / top-p", "max tokens", "serving (GPU: TPxPP, nodes)"):
+        table.add_column(col)
+    for t in TEACHERS.values():
+        serving = "; ".join(
+            f"{gpu}: {h['tensor_parallel']}x{h['pipeline_parallel']}, {h['nodes']}n" for gpu, h in t.serving.items()
+        )
+        table.add_row(t.name, t.model_id, "yes" if t.reasoning else "no", f"{t.temperature} / {t.top_p}",
+                      f"{t.max_tokens:,}", serving or "-")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
+    from distill.errors import DistillError
+
+    try:
+        app(args=argv)
+    except DistillError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,11 @@
+"""The one exception type users see: a one-line message that names the problem and the fix.
+
+The CLI prints `error: <message>` and exits with status 2 instead of a traceback; code that catches
+library errors (a missing file, a bad schema) re-raises them as DistillError with a fix attached.
+"""
+
+from __future__ import annotations
+
+
+class DistillError(Exception):
+    """A user-facing error; str(err) is one line that says what is wrong and how to fix it."""
