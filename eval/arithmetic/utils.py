@@ -1,0 +1,16 @@
+"""Hooks of the arithmetic tasks: the R1-protocol hooks shared by every family (distill/eval_tasks.py) plus the
+loader that generates the held-out problems of the demo's task pack."""
+
+from distill.eval_tasks import ReasoningTask, doc_to_text, grade_all, process_docs, process_results
+
+__all__ = ["ReasoningTask", "doc_to_text", "grade_all", "load_problems", "process_docs", "process_results"]
+
+
+def load_problems(terms=10, digits=1, n=200, seed=0, **metadata):
+    """The test split of SumTask(terms, digits): problems no train prompt of the same task can contain."""
+    import datasets
+
+    from distill.tasks.arithmetic import SumTask
+
+    rows = SumTask(int(terms), int(digits)).prompts("test", int(n), int(seed))
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
