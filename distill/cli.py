@@ -91,6 +91,53 @@ def teachers() -> None:
     Console().print(table)
 
 
+def _ev(name: str) -> str:
+    from distill.evaluate import EvalConfig
+
+    return help_for(EvalConfig, name)
+
+
+@app.command("eval")
+def evaluate(
+    model: Optional[str] = typer.Option(None, "--model", help=_ev("model")),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help=_ev("tasks")),
+    out: Optional[str] = typer.Option(None, "--out", help=_ev("out")),
+    backend: Optional[str] = typer.Option(None, "--backend", help=_ev("backend")),
+    samples: Optional[int] = typer.Option(None, "--samples", "-k", help=_ev("samples")),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=_ev("max_tokens")),
+    limit: Optional[int] = typer.Option(None, "--limit", help=_ev("limit")),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_ev("data_dir")),
+    published: Optional[str] = typer.Option(None, "--published", help=_ev("published")),
+    think_prefill: Optional[bool] = typer.Option(None, "--think-prefill/--no-think-prefill",
+                                                 help=_ev("think_prefill")),
+    temperature: Optional[float] = typer.Option(None, help=_ev("temperature")),
+    top_p: Optional[float] = typer.Option(None, help=_ev("top_p")),
+    seed: Optional[int] = typer.Option(None, help=_ev("seed")),
+    dtype: Optional[str] = typer.Option(None, help=_ev("dtype")),
+    batch_size: Optional[int] = typer.Option(None, help=_ev("batch_size")),
+    tensor_parallel: Optional[int] = typer.Option(None, help=_ev("tensor_parallel")),
+    data_parallel: Optional[int] = typer.Option(None, help=_ev("data_parallel")),
+    gpu_memory_utilization: Optional[float] = typer.Option(None, help=_ev("gpu_memory_utilization")),
+    max_model_len: Optional[int] = typer.Option(None, help=_ev("max_model_len")),
+    base_url: Optional[str] = typer.Option(None, help=_ev("base_url")),
+    served_model: Optional[str] = typer.Option(None, help=_ev("served_model")),
+    api_key_env: Optional[str] = typer.Option(None, help=_ev("api_key_env")),
+    concurrency: Optional[int] = typer.Option(None, help=_ev("concurrency")),
+    force: bool = typer.Option(False, "--force", help=_ev("force")),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Evaluate a model on AIME / MATH-500 under the R1 protocol and report it beside the published numbers."""
+    from distill.config import load_config
+    from distill.evaluate import EvalConfig
+    from distill.evaluate import evaluate as run
+
+    values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config", "EvalConfig")}
+    values["force"] = force or None
+    values["tasks"] = tasks.split(",") if tasks else None
+    run(load_config(EvalConfig, config, set_ or [], values))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
     from distill.errors import DistillError

@@ -1,0 +1,203 @@
+"""`distill eval` end to end: the real CLI on the tiny model, the openai backend against a live HTTP server,
+resuming, lineage, the report, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from distill.io import iter_jsonl, read_manifest, write_manifest
+
+STAGES = ("aime24", "aime25", "math500")
+
+
+def _student_with_lineage(tmp_path: Path, tiny_model: Path) -> Path:
+    """A copy of the tiny model that looks like an sft output: manifests back through curate and generate."""
+    gen, data, model = tmp_path / "gen", tmp_path / "data", tmp_path / "sft"
+    write_manifest(gen, "generate", config={"teacher": "deepseek-r1", "resolved": {"model": "deepseek-ai/DeepSeek-R1"}})
+    write_manifest(data, "curate", config={"traces": str(gen)}, inputs=[gen], counts={"rows": 10})
+    shutil.copytree(tiny_model, model)
+    write_manifest(model, "sft", config={"student": "Qwen/Qwen2.5-Math-1.5B", "recipe": "qwen1_5b"}, inputs=[data])
+    return model
+
+
+def test_eval_end_to_end_on_the_tiny_model_then_resume(tmp_path, tiny_model, shared_data):
+    model, out = _student_with_lineage(tmp_path, tiny_model), tmp_path / "eval"
+    args = ["eval", "--model", model, "--tasks", "aime,math500", "--backend", "hf", "--limit", "2",
+            "--max-tokens", "8", "--samples", "2", "--data-dir", shared_data, "--out", out]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["tasks"]) == set(STAGES) and results["backend"] == "hf"
+    for name in STAGES:
+        task = results["tasks"][name]
+        assert (task["k"], task["n"], task["samples"]) == (2, 2, 4)
+        for key in ("pass@1", "pass@1_stderr", "cons@k", "pass@k", "truncated", "mean_tokens"):
+            assert task[key] is not None, (name, key)
+        rows = list(iter_jsonl(out / "samples" / f"{name}.jsonl"))
+        assert len(rows) == 4 and [r["sample"] for r in rows] == [0, 1, 0, 1]
+        assert {"id", "response", "answer", "correct", "truncated", "tokens", "prompt"} <= set(rows[0])
+        assert all(1 <= r["tokens"] <= 8 for r in rows)  # as generated, within the budget
+        assert all(r["prompt"].endswith("<|im_start|>assistant\n<think>\n") for r in rows)
+        # the random model never closes its think block: truncated, hence wrong, whatever it wrote
+        assert all(r["correct"] is False for r in rows if r["truncated"])
+        assert task["truncated"] == sum(r["truncated"] for r in rows) / 4
+    assert results["protocol"]["temperature"] == 0.6 and results["protocol"]["max_tokens"] == 8
+    assert results["published"]["student"]["name"] == "DeepSeek-R1-Distill-Qwen-1.5B"
+
+    manifest = read_manifest(out)
+    assert manifest["stage"] == "eval"
+    assert [e["stage"] for e in manifest["lineage"]] == ["sft", "curate", "generate"]
+    report = (out / "report.md").read_text()
+    assert "DeepSeek-R1-Distill-Qwen-1.5B (published)" in report and "| 28.9 [1] | 79.8 [1] |" in report
+    assert "not published" in report  # AIME 2025 has no R1-Distill number
+    assert "recipe qwen1_5b" in report and "deepseek-r1" in report
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the same command again: every task is already done with this protocol, nothing is regenerated
+    before = (out / "samples" / "aime24.jsonl").read_bytes()
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("already evaluated") == 3
+    assert (out / "samples" / "aime24.jsonl").read_bytes() == before
+
+    # another protocol into the same OUT is refused, naming the difference and the fix
+    other = run_cli(*[a if a != "2" else "3" for a in args[:-2]], "--out", out)
+    assert other.returncode == 2
+    assert other.stderr.strip().count("\n") == 0 and "k: 2 -> 3" in other.stderr and "--force" in other.stderr
+
+
+def _run_in_process(capsys, *args) -> tuple[int, str]:
+    from distill.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    return exit_info.value.code, capsys.readouterr().err.strip()
+
+
+def test_bad_input_gives_one_line_errors(tmp_path, tiny_model, shared_data, capsys):
+    base = ["eval", "--backend", "hf", "--limit", "1", "--samples", "1", "--max-tokens", "4", "--out", tmp_path / "o"]
+    code, err = _run_in_process(capsys, *base, "--model", tiny_model, "--tasks", "aime,gsm9k",
+                                "--data-dir", shared_data)
+    assert code == 2 and err.count("\n") == 0 and "unknown task 'gsm9k'" in err and "math500" in err
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(shared_data / "aime24.jsonl", partial)
+    code, err = _run_in_process(capsys, *base, "--model", tiny_model, "--tasks", "aime", "--data-dir", partial)
+    assert code == 2 and err.count("\n") == 0 and "aime25.jsonl not found" in err
+
+    code, err = _run_in_process(capsys, *base, "--model", tmp_path / "no-such-model", "--tasks", "aime24",
+                                "--data-dir", shared_data)
+    assert code == 2 and err.count("\n") == 0 and "no-such-model' not found" in err
+
+    # a budget the model cannot hold would truncate prompts: refused before anything runs
+    code, err = _run_in_process(capsys, *base[:-6], "--limit", "1", "--max-tokens", "5000", "--out", tmp_path / "o",
+                                "--model", tiny_model, "--tasks", "aime24", "--data-dir", shared_data)
+    assert code == 2 and "exceeds the 4096 positions" in err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+# ---------------------------------------------------------------- openai backend against a live server
+
+
+class _ScriptedServer(ThreadingHTTPServer):
+    """An OpenAI-compatible /v1/completions server whose answer depends on the request's seed, so the test
+    knows every verdict: seed % 3 == 0 -> a wrong answer, seed % 7 == 0 -> cut off, else correct."""
+
+    def __init__(self, answers: dict[str, str]):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.answers = answers
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+
+    def reply(self, payload: dict) -> str:
+        seed = payload["seed"]
+        answer = next(a for p, a in self.answers.items() if p in payload["prompt"])
+        if seed % 7 == 0:
+            return f"Let me think about seed {seed} and keep going"
+        boxed = str(int(answer) + 1) if seed % 3 == 0 else answer
+        return f"Seed {seed}: working.\n</think>\n\nSo the answer is $\\boxed{{{boxed}}}$."
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.requests.append(payload)
+        text = self.server.reply(payload)
+        body = json.dumps({"choices": [{"text": text, "index": 0, "finish_reason": "stop"}],
+                           "usage": {"completion_tokens": len(text.split())}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_model, shared_data):
+    from distill.evaluate import EvalConfig, evaluate
+
+    problems = list(iter_jsonl(shared_data / "aime25.jsonl"))[:3]
+    server = _ScriptedServer({p["problem"].strip(): p["answer"] for p in problems})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = evaluate(EvalConfig(
+            model=str(tiny_model), tasks=["aime25"], backend="openai", samples=6, limit=3, max_tokens=64,
+            data_dir=str(shared_data), base_url=f"http://127.0.0.1:{server.server_port}/v1", concurrency=4,
+            out=str(tmp_path / "eval")))
+    finally:
+        server.shutdown()
+
+    assert len(server.requests) == 18
+    by_prompt: dict[str, list[int]] = {}
+    for payload in server.requests:
+        assert payload["prompt"].endswith("<|im_start|>assistant\n<think>\n")  # template + prefill, client side
+        assert (payload["temperature"], payload["top_p"], payload["max_tokens"]) == (0.6, 0.95, 64)
+        by_prompt.setdefault(payload["prompt"], []).append(payload["seed"])
+    assert len(by_prompt) == 3 and all(len(set(seeds)) == 6 for seeds in by_prompt.values())
+
+    rows = list(iter_jsonl(out / "samples" / "aime25.jsonl"))
+    seeds = [int(re.search(r"[Ss]eed (\d+)", r["response"]).group(1)) for r in rows]
+    expected = [s % 7 != 0 and s % 3 != 0 for s in seeds]
+    assert [r["correct"] for r in rows] == expected
+    results = json.loads((out / "results.json").read_text())["tasks"]["aime25"]
+    assert results["pass@1"] == pytest.approx(sum(expected) / 18)
+    assert results["truncated"] == pytest.approx(sum("</think>" not in r["response"] for r in rows) / 18)
+
+
+# ---------------------------------------------------------------- vLLM (where it is installed, on a GPU)
+
+
+def _has_vllm_gpu() -> bool:
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_vllm_gpu(), reason="needs vLLM and a CUDA GPU")
+def test_vllm_backend_end_to_end(tmp_path, tiny_model, shared_data):
+    from distill.evaluate import EvalConfig, evaluate
+
+    out = evaluate(EvalConfig(model=str(tiny_model), tasks=["math500"], backend="vllm", samples=4, limit=4,
+                              max_tokens=32, data_dir=str(shared_data), gpu_memory_utilization=0.3,
+                              out=str(tmp_path / "eval")))
+    rows = list(iter_jsonl(out / "samples" / "math500.jsonl"))
+    assert len(rows) == 16 and all(1 <= r["tokens"] <= 32 for r in rows)
+    # four samples of one prompt are four draws, not one draw repeated
+    assert len({r["response"] for r in rows if r["id"] == rows[0]["id"]}) > 1
