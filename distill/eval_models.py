@@ -106,8 +106,14 @@ def _open_hf(spec: ModelSpec):
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return _hf_class()(pretrained=spec.model, device=device, dtype=spec.dtype, batch_size=spec.batch_size or 8,
-                       max_length=spec.max_model_len)
+    lm = _hf_class()(pretrained=spec.model, device=device, dtype=spec.dtype, batch_size=spec.batch_size or 8,
+                     max_length=spec.max_model_len)
+    # A model's generation_config.json can carry defaults that would quietly change the protocol: a base
+    # model's max_new_tokens (2048 for Qwen2.5-Math) takes precedence over lm-eval's max_length, and
+    # transformers samples with top_k=50 unless told otherwise. The R1 protocol is temperature + top-p only.
+    gc = lm.model.generation_config
+    gc.max_new_tokens, gc.max_length, gc.top_k, gc.min_p, gc.repetition_penalty = None, None, None, None, None
+    return lm
 
 
 def _open_vllm(spec: ModelSpec):
@@ -116,6 +122,8 @@ def _open_vllm(spec: ModelSpec):
     if importlib.util.find_spec("vllm") is None:
         raise DistillError("the vllm backend needs vLLM: pip install 'distill[vllm]' on a GPU machine, or use "
                            "--backend hf (small models) or --backend openai with a served model")
+    if spec.data_parallel > 1 and importlib.util.find_spec("ray") is None:
+        raise DistillError("--data-parallel > 1 runs vLLM replicas through Ray: pip install ray")
     return _vllm_class()(
         pretrained=spec.model, dtype=spec.dtype, tensor_parallel_size=spec.tensor_parallel,
         data_parallel_size=spec.data_parallel, max_model_len=spec.max_model_len, seed=spec.seed,
@@ -135,12 +143,32 @@ def _open_openai(spec: ModelSpec):
             raise DistillError(f"environment variable {spec.api_key_env} is not set; export it with your API key")
         header = {"Authorization": f"Bearer {key}"}
     base = spec.base_url.rstrip("/")
+    served = served_models(base, header)
+    model = spec.served_model or (served[0] if len(served) == 1 else spec.model)
     return _openai_class()(
-        model=spec.served_model or spec.model, base_url=f"{base}/completions", tokenizer=spec.model,
+        model=model, base_url=f"{base}/completions", tokenizer=spec.model,
         tokenizer_backend="huggingface", tokenized_requests=False, num_concurrent=spec.concurrency,
         max_retries=spec.max_retries, max_length=spec.max_model_len + 1, max_gen_toks=spec.max_tokens,
         seed=spec.seed, timeout=int(spec.request_timeout), header=header,
     )
+
+
+def served_models(base_url: str, header: dict[str, str] | None) -> list[str]:
+    """The models a server lists at /models; an unreachable server is an error before anything runs."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{base_url}/models", headers=header or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return [m["id"] for m in json.loads(response.read()).get("data", [])]
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise DistillError(f"{base_url} refused the API key ({err.code}); check --api-key-env") from None
+        return []  # some servers have no /models; the completions themselves will tell
+    except (OSError, ValueError) as err:
+        raise DistillError(f"cannot reach {base_url}/models ({err}); start the server (e.g. `vllm serve MODEL`) "
+                           "or fix --base-url") from None
 
 
 # ---------------------------------------------------------------- lm-eval subclasses (built lazily: heavy imports)

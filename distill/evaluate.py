@@ -341,6 +341,12 @@ def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: P
                 model=lm, tasks=[task], task_manager=manager, limit=cfg.limit, apply_chat_template=True,
                 log_samples=True, random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
             )
+        except Exception as err:
+            if cfg.backend == "openai" or cfg.base_url:
+                if _is_network_error(err):
+                    raise DistillError(f"the server at {cfg.base_url} failed during {ref.short} ({type(err).__name__}: "
+                                       f"{str(err)[:200]}); finished tasks are saved: re-run to resume") from None
+            raise
         finally:
             lm.progress = None
     return score_and_write(raw, task, ref, tokenizer, getattr(lm, "token_counts", {}), cfg, out)
@@ -352,6 +358,14 @@ def response_tokens(counts: dict[str, int], responses: list[str], tokenizer) -> 
     fresh = dict(zip(missing, map(len, tokenizer(missing, add_special_tokens=False).input_ids), strict=True)) \
         if missing else {}
     return [counts[r] if r in counts else fresh[r] for r in responses]
+
+
+def _is_network_error(err: BaseException) -> bool:
+    """A failure of the connection or the server (after lm-eval's retries), not a bug of ours."""
+    import asyncio
+
+    return isinstance(err, (OSError, asyncio.TimeoutError)) or type(err).__module__.split(".")[0] in (
+        "aiohttp", "tenacity", "requests", "urllib3")
 
 
 def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_counts: dict[str, int],

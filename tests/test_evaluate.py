@@ -85,25 +85,29 @@ def _run_in_process(capsys, *args) -> tuple[int, str]:
 
 
 def test_bad_input_gives_one_line_errors(tmp_path, tiny_model, shared_data, capsys):
-    base = ["eval", "--backend", "hf", "--limit", "1", "--samples", "1", "--max-tokens", "4", "--out", tmp_path / "o"]
-    code, err = _run_in_process(capsys, *base, "--model", tiny_model, "--tasks", "aime,gsm9k",
-                                "--data-dir", shared_data)
+    def eval_args(**given):
+        opts = {"model": tiny_model, "tasks": "aime24", "backend": "hf", "limit": 1, "samples": 1, "max_tokens": 4,
+                "data_dir": shared_data, "out": tmp_path / "o", **given}
+        return ["eval", *(x for k, v in opts.items() for x in (f"--{k.replace('_', '-')}", v))]
+
+    code, err = _run_in_process(capsys, *eval_args(tasks="aime,gsm9k"))
     assert code == 2 and err.count("\n") == 0 and "unknown task 'gsm9k'" in err and "math500" in err
 
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(shared_data / "aime24.jsonl", partial)
-    code, err = _run_in_process(capsys, *base, "--model", tiny_model, "--tasks", "aime", "--data-dir", partial)
+    code, err = _run_in_process(capsys, *eval_args(tasks="aime", data_dir=partial))
     assert code == 2 and err.count("\n") == 0 and "aime25.jsonl not found" in err
 
-    code, err = _run_in_process(capsys, *base, "--model", tmp_path / "no-such-model", "--tasks", "aime24",
-                                "--data-dir", shared_data)
+    code, err = _run_in_process(capsys, *eval_args(model=tmp_path / "no-such-model"))
     assert code == 2 and err.count("\n") == 0 and "no-such-model' not found" in err
 
     # a budget the model cannot hold would truncate prompts: refused before anything runs
-    code, err = _run_in_process(capsys, *base[:-6], "--limit", "1", "--max-tokens", "5000", "--out", tmp_path / "o",
-                                "--model", tiny_model, "--tasks", "aime24", "--data-dir", shared_data)
-    assert code == 2 and "exceeds the 4096 positions" in err
+    code, err = _run_in_process(capsys, *eval_args(max_tokens=5000))
+    assert code == 2 and err.count("\n") == 0 and "exceeds the 4096 positions" in err
+
+    code, err = _run_in_process(capsys, *eval_args(backend="openai", base_url="http://127.0.0.1:9/v1"))
+    assert code == 2 and err.count("\n") == 0 and "cannot reach http://127.0.0.1:9/v1/models" in err
     assert not (tmp_path / "o" / "results.json").exists()
 
 
@@ -133,18 +137,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            self.server.requests.append(payload)
-        text = self.server.reply(payload)
-        body = json.dumps({"choices": [{"text": text, "index": 0, "finish_reason": "stop"}],
-                           "usage": {"completion_tokens": len(text.split())}}).encode()
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self._send({"object": "list", "data": [{"id": "tiny-served", "object": "model"}]})
+
+    def _send(self, data: dict) -> None:
+        body = json.dumps(data).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.requests.append(payload)
+        text = self.server.reply(payload)
+        self._send({"choices": [{"text": text, "index": 0, "finish_reason": "stop"}],
+                    "usage": {"completion_tokens": len(text.split())}})
 
 
 def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_model, shared_data):
@@ -166,6 +176,7 @@ def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_mode
     for payload in server.requests:
         assert payload["prompt"].endswith("<|im_start|>assistant\n<think>\n")  # template + prefill, client side
         assert (payload["temperature"], payload["top_p"], payload["max_tokens"]) == (0.6, 0.95, 64)
+        assert payload["model"] == "tiny-served" and payload["stop"] == []  # the one model the server lists
         by_prompt.setdefault(payload["prompt"], []).append(payload["seed"])
     assert len(by_prompt) == 3 and all(len(set(seeds)) == 6 for seeds in by_prompt.values())
 
@@ -176,6 +187,7 @@ def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_mode
     results = json.loads((out / "results.json").read_text())["tasks"]["aime25"]
     assert results["pass@1"] == pytest.approx(sum(expected) / 18)
     assert results["truncated"] == pytest.approx(sum("</think>" not in r["response"] for r in rows) / 18)
+    assert [r["tokens"] for r in rows] == [len(r["response"].split()) for r in rows]  # the server's usage count
 
 
 # ---------------------------------------------------------------- vLLM (where it is installed, on a GPU)
@@ -201,3 +213,37 @@ def test_vllm_backend_end_to_end(tmp_path, tiny_model, shared_data):
     assert len(rows) == 16 and all(1 <= r["tokens"] <= 32 for r in rows)
     # four samples of one prompt are four draws, not one draw repeated
     assert len({r["response"] for r in rows if r["id"] == rows[0]["id"]}) > 1
+
+
+# ---------------------------------------------------------------- published numbers and lineage
+
+
+def test_published_rows_are_matched_by_lineage_by_name_or_by_the_model(tmp_path):
+    from distill.errors import DistillError
+    from distill.evaluate import EVAL_DIR, model_manifest_dir
+    from distill.report import load_published, match_published
+
+    published = load_published(EVAL_DIR / "published.yaml")
+    distill_rows = [r for r in published["models"] if r["name"].startswith("DeepSeek-R1-Distill")]
+    assert len(distill_rows) == 6
+    for row in distill_rows:  # the paper's table: AIME 2024 and MATH-500 for all six, no AIME 2025
+        assert set(row["scores"]) == {"aime24", "math500"} and row["base"]
+        assert all(0 < s["pass@1"] < 100 and s["source"] in published["sources"] for s in row["scores"].values())
+
+    local_copy = {"sft": {"student": "/models/Qwen2.5-Math-7B"}}
+    assert match_published(published, "runs/sft/final", local_copy)["student"]["name"] == "DeepSeek-R1-Distill-Qwen-7B"
+    itself = match_published(published, "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", {})
+    assert itself["student"]["name"] == "DeepSeek-R1-Distill-Llama-8B" and itself["teacher"]["name"] == "DeepSeek-R1"
+    chosen = match_published(published, "x", {}, "deepseek-r1-distill-qwen-32b")
+    assert chosen["student"]["name"] == "DeepSeek-R1-Distill-Qwen-32B"
+    newer_teacher = {"generate": {"teacher_model": "deepseek-ai/DeepSeek-R1-0528"}}
+    assert match_published(published, "x", newer_teacher)["teacher"]["name"] == "DeepSeek-R1-0528"
+    assert match_published(published, "my/own-model", {})["student"] is None
+    with pytest.raises(DistillError, match="DeepSeek-R1-Distill-Qwen-1.5B"):
+        match_published(published, "x", {}, "no-such-model")
+
+    # an sft run's manifest next to its final/ model folder is found too
+    write_manifest(tmp_path / "sft", "sft", config={"student": "Qwen/Qwen2.5-14B"})
+    (tmp_path / "sft" / "final").mkdir()
+    assert model_manifest_dir(str(tmp_path / "sft" / "final")) == tmp_path / "sft"
+    assert model_manifest_dir(str(tmp_path / "elsewhere")) is None
