@@ -34,7 +34,6 @@ from distill.log import get_logger
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 FATAL_STATUS = {401: "the server rejected the API key", 403: "the API key may not use this model", 404: "not found"}
-BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 SERVER_REST_S = 15.0  # how long a server that refused a connection sits out
 
@@ -77,11 +76,12 @@ class OpenAIBackend:
         self.concurrency = options.concurrency
         self.timeout = options.request_timeout
         self.max_retries = options.max_retries
+        self.backoff_base = options.retry_backoff_s
         self.extra_body = options.extra
         self.requested_model = options.model
         self.model = options.model
         self.log = get_logger()
-        self.stats = {"retries": 0, "errors": 0, "failed": 0}
+        self.stats = {"retries": 0}
         self._stop = threading.Event()
         self.model = self._probe_servers()
 
@@ -110,7 +110,8 @@ class OpenAIBackend:
                 reachable.append(server)  # /models is optional for some servers; chat may still work
             except (urllib.error.URLError, OSError, ValueError) as err:
                 reason = getattr(err, "reason", err)
-                self.log.warning(f"cannot reach {server.url}: {reason}")
+                if len(self.servers) > 1:
+                    self.log.warning(f"cannot reach {server.url}: {reason}")
         if not reachable:
             urls = ", ".join(s.url for s in self.servers)
             raise DistillError(
@@ -230,7 +231,6 @@ class OpenAIBackend:
                             f"'{self.model}': {raw[:160].decode(errors='replace')}; check --model and --api-key-env"
                         )
                     if resp.status not in RETRYABLE_STATUS:
-                        self.stats["errors"] += 1
                         return self._error(request, last_error)
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as err:
@@ -242,8 +242,8 @@ class OpenAIBackend:
             finally:
                 server.in_flight -= 1
             if attempt < self.max_retries:
-                await asyncio.sleep(retry_after or random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)))
-        self.stats["failed"] += 1
+                backoff = random.uniform(0, min(BACKOFF_CAP_S, self.backoff_base * 2**attempt))
+                await asyncio.sleep(retry_after if retry_after is not None else backoff)
         self.log.warning(f"{request.id}: gave up after {self.max_retries} retries ({last_error[:160]})")
         return Completion(request.id, "", "error", 0, 0, self.model, error=last_error, retryable=True)
 
