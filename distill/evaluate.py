@@ -260,8 +260,6 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
 def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
     try:
         return manager.load([r.name for r in refs])["tasks"]
-    except FileNotFoundError as err:
-        raise DistillError(f"{err}; fix --data-dir") from None
     except Exception as err:  # noqa: BLE001 - datasets/hub raise many kinds; all mean "could not load the data"
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DistillError(f"could not load the eval data of {', '.join(r.short for r in refs)} ({first}); "

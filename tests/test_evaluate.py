@@ -88,10 +88,14 @@ def test_bad_input_gives_one_line_errors(tmp_path, tiny_model, shared_data, caps
     def eval_args(**given):
         opts = {"model": tiny_model, "tasks": "aime24", "backend": "hf", "limit": 1, "samples": 1, "max_tokens": 4,
                 "data_dir": shared_data, "out": tmp_path / "o", **given}
-        return ["eval", *(x for k, v in opts.items() for x in (f"--{k.replace('_', '-')}", v))]
+        return ["eval", *(x for k, v in opts.items() if v is not None for x in (f"--{k.replace('_', '-')}", v))]
 
     code, err = _run_in_process(capsys, *eval_args(tasks="aime,gsm9k"))
     assert code == 2 and err.count("\n") == 0 and "unknown task 'gsm9k'" in err and "math500" in err
+
+    # tests run offline (conftest): the hub copy cannot be fetched, and the error says what to do
+    code, err = _run_in_process(capsys, *eval_args(data_dir=None))
+    assert code == 2 and err.count("\n") == 0 and "pass --data-dir" in err and "HuggingFaceH4/aime_2024" in err
 
     partial = tmp_path / "partial"
     partial.mkdir()
