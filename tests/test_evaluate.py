@@ -29,11 +29,10 @@ def _student_with_lineage(tmp_path: Path, tiny_model: Path) -> Path:
     return model
 
 
-def test_eval_end_to_end_on_the_tiny_model_then_resume(tmp_path, tiny_model, shared_data):
+def test_eval_end_to_end_on_the_tiny_model(tmp_path, tiny_model, shared_data):
     model, out = _student_with_lineage(tmp_path, tiny_model), tmp_path / "eval"
-    args = ["eval", "--model", model, "--tasks", "aime,math500", "--backend", "hf", "--limit", "2",
-            "--max-tokens", "8", "--samples", "2", "--data-dir", shared_data, "--out", out]
-    proc = run_cli(*args)
+    proc = run_cli("eval", "--model", model, "--tasks", "aime,math500", "--backend", "hf", "--limit", "2",
+                   "--max-tokens", "8", "--samples", "2", "--data-dir", shared_data, "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     results = json.loads((out / "results.json").read_text())
@@ -63,17 +62,44 @@ def test_eval_end_to_end_on_the_tiny_model_then_resume(tmp_path, tiny_model, sha
     assert "recipe qwen1_5b" in report and "deepseek-r1" in report
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # the same command again: every task is already done with this protocol, nothing is regenerated
-    before = (out / "samples" / "aime24.jsonl").read_bytes()
-    again = run_cli(*args)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stderr.count("already evaluated") == 3
-    assert (out / "samples" / "aime24.jsonl").read_bytes() == before
 
-    # another protocol into the same OUT is refused, naming the difference and the fix
-    other = run_cli(*[a if a != "2" else "3" for a in args[:-2]], "--out", out)
-    assert other.returncode == 2
-    assert other.stderr.strip().count("\n") == 0 and "k: 2 -> 3" in other.stderr and "--force" in other.stderr
+def test_a_model_that_answers_is_scored_exactly_and_a_rerun_resumes(tmp_path, parrot_model, capsys):
+    """The parrot model answers every prompt with a think block and \\boxed{5}, then EOS."""
+    data = tmp_path / "data"
+    data.mkdir()
+    problems = [("p1", "What is 2 + 3?", "005"), ("p2", "Find the sum of all real numbers x.", "7"),
+                ("p3", "A triangle has area 5. What is its area?", "5")]
+    (data / "aime24.jsonl").write_text("".join(json.dumps({"id": i, "problem": p, "answer": a}) + "\n"
+                                               for i, p, a in problems))
+    out = tmp_path / "eval"
+    args = ["eval", "--model", parrot_model, "--tasks", "aime24", "--backend", "hf", "--samples", "2",
+            "--max-tokens", "64", "--data-dir", data, "--out", out]
+    assert _run_in_process(capsys, *args)[0] == 0
+
+    task = json.loads((out / "results.json").read_text())["tasks"]["aime24"]
+    rows = list(iter_jsonl(out / "samples" / "aime24.jsonl"))
+    assert [(r["id"], r["answer"], r["correct"]) for r in rows] == [
+        ("p1", "5", True), ("p1", "5", True), ("p2", "5", False), ("p2", "5", False), ("p3", "5", True), ("p3", "5", True)]
+    assert all(r["response"].endswith("\\boxed{5}$.") and not r["truncated"] for r in rows)  # stopped at EOS
+    assert task["pass@1"] == pytest.approx(2 / 3) and task["cons@k"] == pytest.approx(2 / 3)
+    assert task["pass@1_stderr"] == pytest.approx((1 / 3) ** 0.5 / 3 ** 0.5)  # sd of (1, 0, 1) / sqrt(3)
+    assert task["truncated"] == 0 and task["hit_max_tokens"] == 0
+    # the prompt prefilled <think>\n, so the model's own tokens start after it
+    assert rows[0]["prompt"].endswith("<think>\n") and not rows[0]["response"].startswith("<think>")
+
+    # the same command again: done with this protocol, nothing is regenerated
+    before = (out / "samples" / "aime24.jsonl").read_bytes(), (out / "results.json").stat().st_mtime_ns
+    assert _run_in_process(capsys, *args)[0] == 0
+    assert (out / "samples" / "aime24.jsonl").read_bytes() == before[0]
+
+    # another protocol into the same OUT is refused, naming the difference and the fix ...
+    shorter = [a if a != "64" else "16" for a in args]
+    code, err = _run_in_process(capsys, *shorter)
+    assert code == 2 and err.count("\n") == 0 and "max_tokens: 64 -> 16" in err and "--force" in err
+    # ... and replaces the results with --force: 16 tokens cannot reach </think>, so every sample is wrong
+    assert _run_in_process(capsys, *shorter, "--force")[0] == 0
+    task = json.loads((out / "results.json").read_text())["tasks"]["aime24"]
+    assert (task["pass@1"], task["truncated"], task["hit_max_tokens"]) == (0, 1, 1)
 
 
 def _run_in_process(capsys, *args) -> tuple[int, str]:
