@@ -83,6 +83,16 @@ def add_think_prefill(prompt: str) -> str:
 # ---------------------------------------------------------------- scoring
 
 
+def grade_all(resps: list[list[str]], docs: list[dict[str, Any]]) -> list[list[str]]:
+    """A pass-through lm-eval filter that grades a whole task's answers at once (in parallel) before
+    process_results looks at one problem at a time; the responses go on unchanged, all k of them."""
+    from distill.scoring import prefetch
+
+    resps = list(resps)
+    prefetch([(r, d["answer"]) for r, d in zip(resps, docs, strict=True)])
+    return resps
+
+
 def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
     """Per-problem metrics over all k responses (the task's filter passes every repeat through)."""
     from distill.scoring import score_problem

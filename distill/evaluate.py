@@ -221,6 +221,14 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
     unless --force (its numbers would silently be replaced)."""
     from distill.log import get_logger
 
+    others = sorted(n for n, t in results["tasks"].items() if t.get("fingerprint", {}).get("model") != cfg.model)
+    if others and not cfg.force:
+        model = results["tasks"][others[0]].get("fingerprint", {}).get("model")
+        raise DistillError(f"{out} holds results of another model ({model}: {', '.join(others)}); use a new --out, "
+                           "or --force to drop them")
+    for name in others:  # --force: one report per model
+        del results["tasks"][name]
+        (out / "samples" / f"{name}.jsonl").unlink(missing_ok=True)
     todo = []
     for ref in refs:
         old = results["tasks"].get(ref.short)

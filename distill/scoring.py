@@ -21,6 +21,7 @@ Metrics, all means over problems:
 from __future__ import annotations
 
 import math
+import os
 import re
 import statistics
 from collections.abc import Sequence
@@ -71,6 +72,18 @@ def score_problem(responses: Sequence[str], reference: str, timeout: float = DEF
     Cached on the exact responses: lm-eval's `process_results` and `distill eval`'s sample writer score the
     same lists, and the second call must not pay for the grader again."""
     return _score_cached(tuple(responses), str(reference), float(timeout))
+
+
+def prefetch(problems: Sequence[tuple[Sequence[str], str]], timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Grade the distinct (answer, reference) pairs of a whole task at once, so that the per-problem calls
+    that follow find every verdict in the grader's cache. The grader spreads the pairs its cheap path cannot
+    decide over parallel judge processes, which per-problem calls (a handful of pairs each) never do."""
+    from distill.answers import equivalent_many, extract_answer
+
+    pairs = {(a, str(ref)) for responses, ref in problems for a in map(extract_answer, responses) if a is not None}
+    if pairs:
+        # one core stays with this process; on a 2-core machine a second judge only adds its start-up time
+        equivalent_many(sorted(pairs), timeout=timeout, workers=max(1, (os.cpu_count() or 1) - 1))
 
 
 def clear_cache() -> None:

@@ -277,3 +277,17 @@ def test_published_rows_are_matched_by_lineage_by_name_or_by_the_model(tmp_path)
     (tmp_path / "sft" / "final").mkdir()
     assert model_manifest_dir(str(tmp_path / "sft" / "final")) == tmp_path / "sft"
     assert model_manifest_dir(str(tmp_path / "elsewhere")) is None
+
+
+def test_an_out_dir_holds_one_model(tmp_path):
+    from distill.errors import DistillError
+    from distill.evaluate import EvalConfig, TaskRef, plan
+
+    ref = TaskRef("math500", "distill_math500", {"repeats": 4, "metadata": {"version": 1.0}})
+    results = {"tasks": {"aime24": {"fingerprint": {"model": "model-a"}}}}
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "aime24.jsonl").write_text("{}\n")
+    with pytest.raises(DistillError, match=r"another model \(model-a: aime24\)"):
+        plan(results, [ref], EvalConfig(model="model-b", tasks=["math500"]), tmp_path)
+    assert plan(results, [ref], EvalConfig(model="model-b", tasks=["math500"], force=True), tmp_path) == [ref]
+    assert results["tasks"] == {} and not (tmp_path / "samples" / "aime24.jsonl").exists()
