@@ -209,6 +209,7 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tasks = list(results["tasks"])
     published = results.get("published") or {}
@@ -225,6 +226,9 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
     for i, (label, values, errors) in enumerate(series):
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(tasks))]
         bars.bar(xs, values, width, yerr=errors, capsize=3, label=label)
+        for x, v in zip(xs, values, strict=True):
+            if v != v:  # NaN: the benchmark has no published number for this model
+                bars.text(x, 1, "not\npublished", ha="center", va="bottom", fontsize=6, rotation=90)
     bars.set_xticks(range(len(tasks)), tasks)
     bars.set_ylabel("pass@1 (%)")
     bars.set_ylim(0, 100)
@@ -235,7 +239,8 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
         ks = [int(k) for k in curve]
         curves.plot(ks, [100 * v for v in curve.values()], marker="o", label=t)
     curves.set_xscale("log", base=2)
-    curves.set_xlabel("k")
+    curves.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    curves.set_xlabel("k (samples drawn per problem)")
     curves.set_ylabel("pass@k (%)")
     curves.set_ylim(0, 100)
     curves.set_title("pass@k (unbiased estimator)")
