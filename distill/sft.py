@@ -1,0 +1,593 @@
+"""Stage 3, `distill sft`: fine-tune a student on curated teacher traces, packed, resumable, single GPU to multi-node.
+
+    distill sft recipes/qwen1_5b.yaml --set output_dir=runs/sft/qwen1_5b
+    sft(load_recipe("recipes/tiny.yaml", ["datasets.0.path=runs/data"]))
+
+Reads one or more curate output dirs (`DIR/data/train-*.parquet`, SFT_EXAMPLE schema) or hub datasets. Writes
+OUTPUT_DIR/ as a model that loads with AutoModelForCausalLM.from_pretrained (weights, tokenizer with the chat
+template, generation_config whose EOS ends the assistant turn), OUTPUT_DIR/checkpoint-*/ while training,
+OUTPUT_DIR/training_curve.png and OUTPUT_DIR/manifest.json (lineage: the datasets, and through them the teacher;
+config: the recipe, `student` = base model id, `recipe` = recipe name). Re-running the same command after a crash
+resumes from the last complete checkpoint and ends at the same step count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from distill.config import option, to_dict
+from distill.errors import DistillError
+
+
+@dataclass
+class ModelSpec:
+    name: str = option(help="Base model: hub id or local dir. With init: from_config, a dir/id holding config.json, "
+                       "or a model type (qwen2, llama) whose config is built from `config`.")
+    init: Literal["pretrained", "from_config"] = option(
+        "pretrained", help="pretrained: load the weights; from_config: random init (a student trained from scratch).")
+    tokenizer: str | None = option(None, help="Tokenizer id or dir; default: the model's.")
+    config: dict[str, Any] = option({}, help="Model config overrides, e.g. {rope_theta: 300000, "
+                                    "max_position_embeddings: 32768}, or a whole tiny config with from_config.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = option(
+        "auto", help="Weights dtype; auto: bfloat16 on GPU, float32 on CPU.")
+    attn_implementation: str = option(
+        "auto", help="auto: distill_varlen (document-masked: varlen flash attention on CUDA, exact per-document "
+        "SDPA on CPU); or any transformers implementation (sdpa, flash_attention_2, ...).")
+    chat_template: str = option("chatml_r1", help="chatml_r1 (Qwen, tiny), llama3_r1 (Llama 3), a .jinja file, or "
+                                "'tokenizer' to keep the tokenizer's own.")
+    eos_token: str | None = option(None, help="Token that ends an assistant turn; default: the template's.")
+
+
+@dataclass
+class DatasetSpec:
+    path: str = option(help="A curate output dir (DIR/data/train-*.parquet) or a hub dataset id with `messages`.")
+    weight: float = option(1.0, help="Row multiplier in the mixture: 0.5 = a seeded random half, 2 = every row twice.")
+    seed: int = option(0, help="Seed of this dataset's subsampling and eval split.")
+    split: str = option("train", help="Split of a hub dataset.")
+    subset: str | None = option(None, help="Config (subset) of a hub dataset.")
+    eval_size: float = option(0.0, help="Held-out eval prompts: a fraction (< 1) or a count (>= 1); 0 = none.")
+
+
+@dataclass
+class LoraSpec:
+    r: int = option(64, help="LoRA rank.")
+    alpha: int = option(128, help="LoRA alpha (scale = alpha / r).")
+    dropout: float = option(0.05, help="Dropout on the LoRA input.")
+    target_modules: list[str] = option(["all-linear"], help="Modules to adapt; all-linear = every linear but the head.")
+    merge: bool = option(True, help="Merge the adapters into the weights of OUTPUT_DIR (adapters kept in adapter/).")
+
+
+@dataclass
+class LaunchSpec:
+    accelerate_config: str | None = option(None, help="accelerate config file to launch with: recipes/accelerate/"
+                                           "{single_gpu,ddp,fsdp,zero3}.yaml or your own; none: one plain process.")
+    num_processes: int = option(1, help="GPUs per machine; more than 1 re-launches under `accelerate launch`.")
+    num_machines: int = option(1, help="Machines (nodes); run the same command on each (see recipes/slurm/).")
+    machine_rank: int = option(0, help="This machine's rank (0 .. num_machines-1).")
+    main_process_ip: str | None = option(None, help="Address of machine rank 0 (multi-node).")
+    main_process_port: int = option(29500, help="Port of the rendezvous on machine rank 0.")
+    gpu_memory_gb: float | None = option(None, help="GPU memory for the memory estimate when the GPU is not visible "
+                                         "(default: the visible GPU's, else 80).")
+
+
+@dataclass
+class SFTRecipe:
+    model: ModelSpec = option(help="The student: base model, init, tokenizer, dtype, attention, chat template, EOS.")
+    datasets: list[DatasetSpec] = option(help="Training data: curate output dirs or hub ids, each with a weight.")
+    output_dir: str = option(help="Final model dir; checkpoints go to OUTPUT_DIR/checkpoint-*/.")
+    sft: dict[str, Any] = option({}, help="Passed to TRL's SFTConfig under TRL's names (learning_rate, max_length, "
+                                 "packing, num_train_epochs, ...); distill's defaults are in sft.SFT_DEFAULTS.")
+    lora: LoraSpec | None = option(None, help="Train LoRA adapters instead of every weight (peft).")
+    launch: LaunchSpec = option(default_factory=LaunchSpec, help="How to launch: accelerate config, processes, machines.")
+    name: str | None = option(None, help="Recipe name for the manifest; default: the recipe file's name.")
+    drop_too_long: bool = option(True, help="Drop examples longer than sft.max_length (a cut trace never reaches its "
+                                 "answer or EOS); false: truncate them.")
+    force: bool = option(False, help="Train into an OUTPUT_DIR that holds a run of another model or dataset.")
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise DistillError("datasets is empty; list at least one curate output dir under datasets: - path: DIR")
+        for i, d in enumerate(self.datasets):
+            if d.weight <= 0:
+                raise DistillError(f"datasets.{i}.weight must be > 0, not {d.weight}; drop the dataset instead")
+        for key, where in MANAGED_SFT_KEYS.items():
+            if key in self.sft:
+                raise DistillError(f"sft.{key} is managed by distill: {where}")
+        if self.lora and self.model.init == "from_config":
+            raise DistillError("lora adapts pretrained weights, but model.init is from_config (random weights); "
+                               "drop lora: or load a pretrained model")
+        if self.launch.num_processes < 1 or self.launch.num_machines < 1:
+            raise DistillError("launch.num_processes and launch.num_machines must be at least 1")
+
+
+# SFTConfig keys the recipe sets elsewhere, and where.
+MANAGED_SFT_KEYS = {
+    "output_dir": "set output_dir at the top level of the recipe",
+    "resume_from_checkpoint": "runs resume from the last checkpoint in output_dir by themselves",
+    "assistant_only_loss": "the loss is always on the assistant turn only (prompt labels are -100)",
+    "completion_only_loss": "the loss is always on the assistant turn only (prompt labels are -100)",
+    "dataset_text_field": "datasets are conversational (messages) and tokenized by distill",
+    "dataset_kwargs": "datasets are tokenized by distill",
+    "chat_template_path": "set model.chat_template",
+    "eos_token": "set model.eos_token",
+    "pad_token": "the pad token comes from model.chat_template",
+    "model_init_kwargs": "set model.dtype, model.attn_implementation and model.config",
+}
+
+# distill's defaults below the recipe's `sft:` (TRL's own defaults below these).
+SFT_DEFAULTS: dict[str, Any] = {
+    "packing": True,  # packed rows, documents kept apart by the attention (distill.packing)
+    "packing_strategy": "bfd",
+    "max_length": 16384,
+    "per_device_train_batch_size": 1,
+    "shuffle_dataset": True,
+    "gradient_checkpointing_kwargs": {"use_reentrant": False},  # reentrant checkpointing breaks DDP and LoRA
+    "logging_steps": 10,
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": 2,
+    "report_to": "none",
+    "disable_tqdm": True,  # distill's own progress line shows steps, tokens/s and ETA
+    "ddp_find_unused_parameters": False,
+}
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SFTRecipe:
+    """The recipe from YAML + `key=value` overrides; its name defaults to the file's stem."""
+    from distill.config import load_config
+
+    recipe = load_config(SFTRecipe, path, list(overrides))
+    if recipe.name is None:
+        recipe.name = Path(path).stem
+    return recipe
+
+
+def sft(recipe: SFTRecipe) -> Path:
+    from distill import launch
+    from distill.io import now
+
+    out = Path(recipe.output_dir)
+    args = resolve_args(recipe)
+    accelerate = launch.read_accelerate_config(recipe.launch.accelerate_config)
+    # ---------------------------------------------------------------- memory estimate, before loading weights
+    if not launch.inside_launcher():
+        check_memory(recipe, args, accelerate)
+    if launch.needs_relaunch(recipe.launch, accelerate):
+        launch.relaunch(save_recipe(recipe, out), recipe.launch)
+        return out
+    # ---------------------------------------------------------------- output dir: finished, resumable, or new
+    if finished(out, recipe):
+        return out
+    resume = prepare_output_dir(out, recipe)
+    started = now()
+    # ---------------------------------------------------------------- tokenizer and data
+    config = sft_config(args, out)  # before the model: under ZeRO-3 it makes from_pretrained load partitioned
+    tokenizer, eos_id = load_tokenizer(recipe.model)
+    data = load_data(recipe, tokenizer, eos_id, args, out)
+    # ---------------------------------------------------------------- model and training
+    model = load_model(recipe.model, args, tokenizer, eos_id)
+    trainer = build_trainer(recipe, config, model, tokenizer, data.train, data.eval)
+    write_sft_manifest(out, recipe, args, data, None, started, "running")
+    result = trainer.train(resume_from_checkpoint=resume)
+    # ---------------------------------------------------------------- final model, manifest, summary
+    save_final(trainer, recipe, out)
+    write_sft_manifest(out, recipe, args, data, training_summary(trainer, result), started, "complete")
+    finish(out, trainer, data)
+    return out
+
+
+# ---------------------------------------------------------------- recipe -> SFTConfig arguments
+
+
+def resolve_args(recipe: SFTRecipe) -> dict[str, Any]:
+    """SFTConfig keyword arguments: distill's defaults < the recipe's `sft:`, then what this machine can do."""
+    check_sft_keys(recipe.sft)
+    args = {**SFT_DEFAULTS, **recipe.sft}
+    adapt_to_device(args)
+    if any(d.eval_size for d in recipe.datasets) and args.get("eval_strategy", "no") == "no":
+        args["eval_strategy"], args["eval_steps"] = args["save_strategy"], args.get("save_steps")
+    return args
+
+
+def check_sft_keys(sft_args: dict[str, Any]) -> None:
+    """Unknown keys are errors with a suggestion; YAML's `no` (read as false) is given back to string options
+    such as save_strategy."""
+    from trl import SFTConfig
+
+    fields = {f.name: f for f in dataclasses.fields(SFTConfig) if f.init}
+    valid = set(fields)
+    for key, value in sft_args.items():
+        if isinstance(value, bool) and key in fields and "bool" not in str(fields[key].type):
+            sft_args[key] = "no" if value is False else "yes"
+    unknown = sorted(set(sft_args) - valid)
+    if unknown:
+        hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, valid, 1)) else k
+                 for k in unknown]
+        raise DistillError(f"unknown key{'s' if len(unknown) > 1 else ''} sft.{', sft.'.join(hints)}; sft takes "
+                           "TRL SFTConfig fields (learning_rate, max_length, num_train_epochs, ...)")
+
+
+def adapt_to_device(args: dict[str, Any]) -> None:
+    """Turn off what this machine cannot do, saying so: bf16/fp16, Liger and torch.compile without a GPU, Liger
+    when it is not installed."""
+    import importlib.util
+
+    import torch
+
+    from distill.log import get_logger
+
+    off = []
+    if not torch.cuda.is_available():
+        for key in ("bf16", "fp16", "use_liger_kernel", "torch_compile", "tf32"):
+            if args.get(key):
+                off.append(key)
+            args[key] = False
+        args["use_cpu"] = True
+    elif args.get("use_liger_kernel") and importlib.util.find_spec("liger_kernel") is None:
+        args["use_liger_kernel"] = False
+        off.append("use_liger_kernel (pip install liger-kernel)")
+    if off:
+        get_logger().warning(f"no {'GPU' if not torch.cuda.is_available() else 'Liger'} here: turned off "
+                             f"{', '.join(off)}")
+
+
+def sft_config(args: dict[str, Any], out: Path) -> Any:
+    import warnings
+
+    from trl import SFTConfig
+
+    try:
+        with warnings.catch_warnings():  # transformers 5.2x renames gradient_checkpointing; TRL keeps the old name
+            warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6.*")
+            return SFTConfig(output_dir=str(out), **args)
+    except (ValueError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DistillError(f"invalid sft settings: {first}") from None
+
+
+# ---------------------------------------------------------------- output dir
+
+
+def run_key(recipe: SFTRecipe) -> str:
+    """What makes a run a different run: the student and the data (not launch, precision or logging details)."""
+    model = {k: v for k, v in to_dict(recipe.model).items() if k not in ("dtype", "attn_implementation")}
+    key = {"model": model, "datasets": [to_dict(d) for d in recipe.datasets],
+           "lora": to_dict(recipe.lora) if recipe.lora else None}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finished(out: Path, recipe: SFTRecipe) -> bool:
+    """True (after saying so) when OUTPUT_DIR already holds this recipe's finished model."""
+    from distill.io import read_manifest
+    from distill.log import get_logger
+
+    manifest = read_manifest(out)
+    if not manifest or manifest.get("stage") != "sft" or manifest.get("status") != "complete":
+        return False
+    if manifest.get("config", {}).get("run_key") == run_key(recipe):
+        get_logger().info(f"{out} already holds the finished model of this recipe; nothing to do")
+        return True
+    if not recipe.force:
+        raise DistillError(f"{out} already holds a finished model of another recipe; choose another output_dir, "
+                           "or --force to train over it")
+    return False
+
+
+def prepare_output_dir(out: Path, recipe: SFTRecipe) -> str | None:
+    """The last complete checkpoint to resume from, or None. A checkpoint a kill cut short (no trainer_state.json,
+    written last) is set aside; a directory holding another run's checkpoints is refused unless forced."""
+    from distill.io import read_manifest
+    from distill.log import get_logger, is_main_process
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out) or {}
+    checkpoints = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                         key=lambda p: int(p.name.split("-")[-1]))
+    if checkpoints and manifest.get("config", {}).get("run_key", run_key(recipe)) != run_key(recipe):
+        if not recipe.force:
+            raise DistillError(f"{out} holds checkpoints of another model or dataset; choose another output_dir, "
+                               "or --force to start over there")
+        if is_main_process():
+            for ckpt in checkpoints:
+                shutil.rmtree(ckpt)
+        return None
+    complete = [c for c in checkpoints if (c / "trainer_state.json").is_file()]
+    if is_main_process():
+        for partial in (c for c in checkpoints if c not in complete):
+            partial.rename(partial.with_name(f".incomplete-{partial.name}"))
+            get_logger().warning(f"set aside {partial.name}: the run was killed while writing it")
+    if complete:
+        get_logger().info(f"resuming from {complete[-1]}")
+        return str(complete[-1])
+    return None
+
+
+def save_recipe(recipe: SFTRecipe, out: Path) -> Path:
+    """OUTPUT_DIR/recipe.yaml: the resolved recipe every launched process reads."""
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "recipe.yaml"
+    tmp = out / ".recipe.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------- memory
+
+
+def check_memory(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, Any]) -> None:
+    """Warn before loading anything large when the run will not fit, naming the changes that make it fit."""
+    import torch
+
+    from distill import launch, memory
+    from distill.log import get_logger, print_summary
+
+    if not torch.cuda.is_available() and not recipe.launch.gpu_memory_gb:
+        return  # training on this CPU; set launch.gpu_memory_gb to size a GPU run from here
+    shape = model_shape_from_config(recipe.model)
+    if shape is None:
+        get_logger().info("memory estimate skipped: the model config is not available offline")
+        return
+    est = memory.estimate(shape, memory_plan(recipe, args, accelerate, shape))
+    if est.fits:
+        get_logger().info(f"memory estimate: {est.total / memory.GIB:,.1f} GiB per GPU of "
+                          f"{est.plan.gpu_bytes / memory.GIB:,.0f} GiB")
+        return
+    print_summary("sft memory estimate (per GPU)", est.table())
+    fix = ("each of these alone makes it fit: " + "; ".join(est.fixes)) if est.fixes else (
+        "try several of: " + "; ".join(est.helps))
+    get_logger().warning(f"this run will likely not fit in GPU memory ({est.total / memory.GIB:,.0f} GiB > "
+                         f"{est.plan.gpu_bytes / memory.GIB:,.0f} GiB per GPU, {launch.sharding(accelerate)} "
+                         f"sharding); {fix}")
+
+
+def memory_plan(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, Any], shape: Any) -> Any:
+    import torch
+
+    from distill import launch, memory
+
+    # GPU "GB" are GiB: an 80 GB H100 reports 79.2 GiB
+    gpu = recipe.launch.gpu_memory_gb * memory.GIB if recipe.launch.gpu_memory_gb else (
+        torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 80 * memory.GIB)
+    lora = 0
+    if recipe.lora:  # r x (in + out) per adapted linear: 7 linears per layer of about hidden x hidden..intermediate
+        lora = recipe.lora.r * shape.layers * (4 * 2 * shape.hidden + 3 * (shape.hidden + shape.intermediate))
+    optim = str(args.get("optim", "adamw_torch"))
+    return memory.MemoryPlan(
+        tokens_per_device=(args.get("max_length") or 4096) * args.get("per_device_train_batch_size", 1),
+        checkpointing=bool(args.get("gradient_checkpointing", True)), world=launch.total_processes(recipe.launch),
+        sharding=launch.sharding(accelerate), optimizer="8bit" if "8bit" in optim else "adamw", lora_params=lora,
+        gpu_bytes=gpu)
+
+
+def model_shape_from_config(spec: ModelSpec) -> Any:
+    """The model's shape from its config on a meta device (no weights), or None when the config is unreachable."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from distill.memory import shape_of
+
+    try:
+        config = load_config(spec)
+    except DistillError:
+        return None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return shape_of(config, sum(p.numel() for p in model.parameters()))
+
+
+# ---------------------------------------------------------------- tokenizer, data, model
+
+
+def load_tokenizer(spec: ModelSpec) -> tuple[Any, int]:
+    from transformers import AutoTokenizer
+
+    from distill.chat import apply_template, get_template
+
+    source = spec.tokenizer or spec.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise DistillError(f"cannot load the tokenizer '{source}' ({str(err).splitlines()[0][:160]}); set "
+                           "model.tokenizer to a tokenizer dir or hub id") from None
+    return tokenizer, apply_template(tokenizer, get_template(spec.chat_template, spec.eos_token))
+
+
+def load_data(recipe: SFTRecipe, tokenizer: Any, eos_id: int, args: dict[str, Any], out: Path) -> Any:
+    """Tokenize on the main process first, so the other ranks read its cache instead of redoing the work."""
+    from accelerate import PartialState
+
+    from distill.sft_data import build_datasets
+
+    with PartialState().main_process_first():
+        return build_datasets(recipe.datasets, tokenizer, eos_id, args.get("max_length"), out / ".cache",
+                              recipe.drop_too_long, args.get("dataset_num_proc"))
+
+
+def load_config(spec: ModelSpec) -> Any:
+    """The model config with the recipe's overrides applied through the config's constructor, so derived fields
+    (layer types, rope parameters) follow them; rope_theta goes into rope_parameters on transformers 5."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    overrides = dict(spec.config)
+    try:
+        if spec.init == "from_config" and spec.name in CONFIG_MAPPING and not Path(spec.name).exists():
+            return AutoConfig.for_model(spec.name, **overrides)
+        config = AutoConfig.from_pretrained(spec.name)
+    except (OSError, ValueError) as err:
+        raise DistillError(f"cannot load the model config of '{spec.name}' ({str(err).splitlines()[0][:160]}); set "
+                           "model.name to a model dir, a hub id, or (with init: from_config) a model type") from None
+    if not overrides:
+        return config
+    values = {**config.to_dict(), **overrides}
+    if "num_hidden_layers" in overrides:
+        values.pop("layer_types", None)
+    if "rope_theta" in overrides and isinstance(values.get("rope_parameters"), dict):
+        values["rope_parameters"] = {**values["rope_parameters"], "rope_theta": float(values.pop("rope_theta"))}
+    return type(config).from_dict(values)
+
+
+def load_model(spec: ModelSpec, args: dict[str, Any], tokenizer: Any | None = None, eos_id: int | None = None) -> Any:
+    """The student, with document-masked attention registered, its vocab matching the tokenizer, and EOS set."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from distill.chat import set_model_eos
+    from distill.packing import register
+
+    attn = register() if spec.attn_implementation == "auto" else spec.attn_implementation
+    dtype = getattr(torch, spec.dtype) if spec.dtype != "auto" else (
+        torch.bfloat16 if torch.cuda.is_available() and not args.get("use_cpu") else torch.float32)
+    config = load_config(spec)
+    if spec.init == "from_config" and tokenizer is not None and "vocab_size" not in spec.config:
+        config.vocab_size = len(tokenizer)  # a student from scratch gets exactly the tokenizer's vocabulary
+    if spec.init == "from_config":
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec.name, config=config, dtype=dtype, attn_implementation=attn)
+    if not torch.cuda.is_available():
+        single_thread_if_tiny(model)
+    if tokenizer is not None:
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(len(tokenizer))
+        set_model_eos(model, tokenizer, eos_id)
+    return model
+
+
+def single_thread_if_tiny(model: Any) -> None:
+    """One CPU thread for a tiny model: its matrices are too small to split, and on a busy machine threads that
+    spin-wait on each other made steps 7x slower. OMP_NUM_THREADS, when set, wins."""
+    import os
+
+    import torch
+
+    from distill.log import get_logger
+
+    if "OMP_NUM_THREADS" not in os.environ and sum(p.numel() for p in model.parameters()) < 20_000_000:
+        torch.set_num_threads(1)
+        get_logger().info("tiny model on CPU: training on 1 thread (set OMP_NUM_THREADS to choose)")
+
+
+def build_trainer(recipe: SFTRecipe, config: Any, model: Any, tokenizer: Any, train: Any,
+                  eval_data: Any = None) -> Any:
+    """The trainer over a tokenized dataset (input_ids, labels); `config` is the SFTConfig from sft_config()."""
+    from distill.trainer import DistillSFTTrainer
+
+    peft_config = None
+    if recipe.lora:
+        from peft import LoraConfig
+
+        targets = recipe.lora.target_modules
+        peft_config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
+                                 target_modules="all-linear" if targets == ["all-linear"] else targets,
+                                 task_type="CAUSAL_LM")
+    return DistillSFTTrainer(model=model, args=config, train_dataset=train,
+                             eval_dataset=eval_data, processing_class=tokenizer, peft_config=peft_config)
+
+
+# ---------------------------------------------------------------- final model and records
+
+
+def save_final(trainer: Any, recipe: SFTRecipe, out: Path) -> None:
+    """OUTPUT_DIR loads with AutoModelForCausalLM: the weights (LoRA adapters merged unless lora.merge is false),
+    tokenizer with chat template, and a generation_config whose EOS ends the assistant turn."""
+    from distill.log import is_main_process
+
+    if not recipe.lora or not recipe.lora.merge:
+        trainer.save_model(str(out))
+        return
+    trainer.save_model(str(out / "adapter"))
+    trainer.accelerator.wait_for_everyone()
+    if not is_main_process():
+        return
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        # the in-memory weights are shards: merge from the saved adapter onto a freshly loaded base
+        from peft import PeftModel
+
+        base = load_model(recipe.model, {"use_cpu": True}, trainer.processing_class,
+                          trainer.processing_class.eos_token_id)
+        model = PeftModel.from_pretrained(base, str(out / "adapter"))
+    else:
+        model = trainer.model
+    generation_config = model.generation_config
+    merged = model.merge_and_unload()
+    merged.generation_config = generation_config
+    merged.save_pretrained(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+
+
+def training_summary(trainer: Any, result: Any) -> dict[str, Any]:
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
+    mfus = [h["mfu"] for h in history if "mfu" in h]
+    return {
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0, 3),
+        "train_loss": round(result.training_loss, 4) if result else None,
+        "first_loss": history[0]["loss"] if history else None,
+        "last_loss": history[-1]["loss"] if history else None,
+        "tokens_per_s": round(sum(rates) / len(rates), 1) if rates else None,
+        "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
+        "runtime_s": round(result.metrics.get("train_runtime", 0), 1) if result else None,
+    }
+
+
+def write_sft_manifest(out: Path, recipe: SFTRecipe, args: dict[str, Any], data: Any, training: dict | None,
+                       started: str, status: str) -> None:
+    from distill.io import write_manifest
+    from distill.log import is_main_process
+
+    if not is_main_process():
+        return
+    config = {**to_dict(recipe), "student": recipe.model.name, "recipe": recipe.name, "sft_resolved": args,
+              "run_key": run_key(recipe)}
+    counts = {**{k: v for k, v in data.stats.items() if k != "datasets"}, **(training or {})}
+    write_manifest(out, "sft", config, inputs=data.local_dirs, counts=counts, started_at=started, status=status,
+                   extra={"datasets": data.stats["datasets"]})
+
+
+def finish(out: Path, trainer: Any, data: Any) -> None:
+    from distill.log import is_main_process, print_summary
+
+    if not is_main_process():
+        return
+    plot_training(trainer.state.log_history, out / "training_curve.png")
+    s = training_summary(trainer, None)
+    print_summary(f"sft -> {out}", {
+        "examples": data.stats["examples"], "tokens": data.stats["tokens"],
+        "dropped (too long)": data.stats["dropped_too_long"], "steps": s["steps"], "epochs": s["epochs"],
+        "loss first -> last": f"{s['first_loss']} -> {s['last_loss']}", "tokens/s": s["tokens_per_s"] or "-",
+        "MFU": f"{s['mfu']:.1%}" if s["mfu"] else "- (no GPU)", "model": str(out),
+    })
+
+
+def plot_training(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    if not train:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
