@@ -197,21 +197,31 @@ def resolve_args(recipe: SFTRecipe) -> dict[str, Any]:
 
 
 def check_sft_keys(sft_args: dict[str, Any]) -> None:
-    """Unknown keys are errors with a suggestion; YAML's `no` (read as false) is given back to string options
-    such as save_strategy."""
+    """Unknown keys are errors with a suggestion. Values YAML misreads are fixed by the field's type: `1e-5` (a
+    string in YAML 1.1) becomes a float, `no` (read as false) goes back to string options like save_strategy."""
     from trl import SFTConfig
 
     fields = {f.name: f for f in dataclasses.fields(SFTConfig) if f.init}
     valid = set(fields)
     for key, value in sft_args.items():
-        if isinstance(value, bool) and key in fields and "bool" not in str(fields[key].type):
+        kind = str(fields[key].type) if key in fields else ""
+        if isinstance(value, bool) and "bool" not in kind:
             sft_args[key] = "no" if value is False else "yes"
+        elif isinstance(value, str) and ("float" in kind or "int" in kind):
+            sft_args[key] = _number(value, float if "float" in kind else int)
     unknown = sorted(set(sft_args) - valid)
     if unknown:
         hints = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, valid, 1)) else k
                  for k in unknown]
         raise DistillError(f"unknown key{'s' if len(unknown) > 1 else ''} sft.{', sft.'.join(hints)}; sft takes "
                            "TRL SFTConfig fields (learning_rate, max_length, num_train_epochs, ...)")
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        return text  # not a number after all: SFTConfig names the problem
 
 
 def adapt_to_device(args: dict[str, Any]) -> None:
