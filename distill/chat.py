@@ -123,7 +123,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     """Length of the common prefix. For reasoning rows this is the whole prompt, "<think>\\n" included; for a
     non-reasoning row (no <think>) it stops after the assistant header."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

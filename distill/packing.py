@@ -85,8 +85,9 @@ def document_boundaries(query: Any, kwargs: dict[str, Any]) -> tuple[Any, int]:
 
     batch, length = query.shape[0], query.shape[2]
     cu = kwargs.get("cu_seq_lens_q")
-    if cu is not None and batch == 1 and int(cu[-1]) == length:
-        return cu.to(device=query.device, dtype=torch.int32), int(kwargs.get("max_length_q") or cu.diff().max())
+    if cu is not None and batch == 1:  # no host sync here: torch.compile and CUDA streams stay happy
+        max_len = kwargs.get("max_length_q")
+        return cu.to(device=query.device, dtype=torch.int32), int(max_len if max_len is not None else cu.diff().max())
     positions = kwargs.get("position_ids")
     if positions is None:
         positions = torch.arange(length, device=query.device).expand(batch, length)
@@ -107,15 +108,16 @@ def boundaries_from_positions(positions: Any) -> tuple[Any, int]:
 
 
 @functools.lru_cache(maxsize=1)
-def _varlen_api() -> tuple[Any, bool] | None:
-    """(varlen_attn, whether it takes enable_gqa) or None on a torch without it (before 2.10)."""
+def _varlen_api() -> tuple[Any, set[str]] | None:
+    """(varlen_attn, the names of its parameters) or None on a torch without it (before 2.10). The keywords
+    moved between releases: 2.11 has window_size but no enable_gqa, later releases have both."""
     import inspect
 
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
         return None
-    return varlen_attn, "enable_gqa" in inspect.signature(varlen_attn).parameters
+    return varlen_attn, set(inspect.signature(varlen_attn).parameters)
 
 
 def use_varlen(query: Any) -> bool:
@@ -126,18 +128,21 @@ def use_varlen(query: Any) -> bool:
 
 def varlen_attention(query, key, value, cu_seqlens, max_len: int, scale: float, sliding_window: int | None):
     """Flash attention over the concatenated documents: [batch*len, heads, dim] in and out."""
-    varlen_attn, has_gqa = _varlen_api()
+    varlen_attn, params = _varlen_api()
     q, k, v = (t.transpose(1, 2).reshape(-1, t.shape[1], t.shape[3]) for t in (query, key, value))
-    gqa = {}
+    extra: dict[str, Any] = {}
     if k.shape[1] != q.shape[1]:
-        if has_gqa:
-            gqa = {"enable_gqa": True}
-        else:  # torch 2.11 has no enable_gqa: repeat the key/value heads
+        if "enable_gqa" in params:
+            extra["enable_gqa"] = True
+        else:  # no enable_gqa (torch 2.11): repeat the key/value heads
             groups = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    # (-1, 0) is causal attention; (W-1, 0) a causal window of W tokens
-    window = (sliding_window - 1, 0) if sliding_window else (-1, 0)
-    return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len, scale=scale, window_size=window, **gqa)
+    if "window_size" in params:  # (-1, 0) is causal attention; (W-1, 0) a causal window of W tokens
+        extra["window_size"] = (sliding_window - 1, 0) if sliding_window else (-1, 0)
+    else:
+        assert not sliding_window, "this torch's varlen_attn has no window_size: sliding windows need torch >= 2.11"
+        extra["is_causal"] = True
+    return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len, scale=scale, **extra)
 
 
 def per_document_attention(query, key, value, cu_seqlens, scale: float, sliding_window: int | None,
@@ -171,7 +176,7 @@ def _document_by_document(q, k, v, bounds: list[int], scale, sliding_window, dro
     import torch.nn.functional as F
 
     outs = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in zip(bounds[:-1], bounds[1:], strict=False):
         windowed = sliding_window and end - start > sliding_window
         mask = _causal_mask(end - start, sliding_window, q.device) if windowed else None
         outs.append(F.scaled_dot_product_attention(

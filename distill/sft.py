@@ -592,9 +592,9 @@ def plot_training(history: list[dict[str, Any]], path: Path) -> None:
     if not train:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(*zip(*train), label="train loss")
+    ax.plot(*zip(*train, strict=False), label="train loss")
     if evals:
-        ax.plot(*zip(*evals), "o-", label="eval loss")
+        ax.plot(*zip(*evals, strict=False), "o-", label="eval loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from trl import SFTTrainer
 from transformers import TrainerCallback
+from trl import SFTTrainer
 
 # Dense bf16 tensor-core peak per GPU (datasheets); matched in order against torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = [
@@ -60,7 +60,7 @@ def document_lengths(inputs: dict[str, Any]) -> list[int]:
 
 
 class Meter:
-    """Counts tokens and model FLOPs of this process between two reads."""
+    """Counts this process's tokens and model FLOPs (cumulative), and their rates between two window() reads."""
 
     def __init__(self, model: Any, world_size: int = 1):
         import torch
@@ -68,21 +68,14 @@ class Meter:
         self.shape = model_shape(model)
         self.world_size = world_size
         self.peak = peak_flops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
-        self.step_tokens = 0
-        self._tokens = 0
-        self._flops = 0.0
-        self._since = time.perf_counter()
+        self.tokens = 0
+        self.flops = 0.0
+        self._mark = (time.perf_counter(), 0, 0.0)
 
     def add(self, inputs: dict[str, Any]) -> None:
         lengths = document_lengths(inputs)
-        self.step_tokens += sum(lengths)
-        self._tokens += sum(lengths)
-        self._flops += sum(flops_per_document(self.shape, n) for n in lengths)
-
-    def take_step_tokens(self) -> int:
-        """Tokens of the optimizer step just finished, on all processes."""
-        tokens, self.step_tokens = self.step_tokens * self.world_size, 0
-        return tokens
+        self.tokens += sum(lengths)
+        self.flops += sum(flops_per_document(self.shape, n) for n in lengths)
 
     def window(self) -> dict[str, float]:
         """tokens/s (all processes) and MFU (per GPU) since the last call."""
@@ -91,12 +84,13 @@ class Meter:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         now = time.perf_counter()
-        dt = max(now - self._since, 1e-9)
-        stats = {"tokens_per_s": round(self._tokens * self.world_size / dt, 1)}
+        since, tokens, flops = self._mark
+        dt = max(now - since, 1e-9)
+        stats = {"tokens_per_s": round((self.tokens - tokens) * self.world_size / dt, 1)}
         if self.peak:
-            stats["mfu"] = round(self._flops / dt / self.peak, 4)
+            stats["mfu"] = round((self.flops - flops) / dt / self.peak, 4)
             stats["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        self._tokens, self._flops, self._since = 0, 0.0, now
+        self._mark = (now, self.tokens, self.flops)
         return stats
 
 
@@ -124,6 +118,7 @@ class ProgressCallback(TrainerCallback):
     def __init__(self, meter: Meter):
         self.meter = meter
         self.bar = None
+        self._counted = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         from distill.log import Progress
@@ -133,7 +128,8 @@ class ProgressCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.bar is not None:
-            self.bar.advance(1, tokens=self.meter.take_step_tokens())
+            self.bar.advance(1, tokens=(self.meter.tokens - self._counted) * self.meter.world_size)
+            self._counted = self.meter.tokens
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.bar is not None:
