@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.config import option, to_dict
+from distill.config import option
 from distill.errors import DistillError
+from distill.sft_model import (
+    build_trainer,
+    load_model,
+    load_tokenizer,
+    model_shape_from_config,
+    save_final,
+)
+from distill.sft_outputs import finish, finished, prepare_output_dir, save_recipe, training_summary, write_sft_manifest
 
 
 @dataclass
@@ -262,75 +267,6 @@ def sft_config(args: dict[str, Any], out: Path) -> Any:
         raise DistillError(f"invalid sft settings: {first}") from None
 
 
-# ---------------------------------------------------------------- output dir
-
-
-def run_key(recipe: SFTRecipe) -> str:
-    """What makes a run a different run: the student and the data (not launch, precision or logging details)."""
-    model = {k: v for k, v in to_dict(recipe.model).items() if k not in ("dtype", "attn_implementation")}
-    key = {"model": model, "datasets": [to_dict(d) for d in recipe.datasets],
-           "lora": to_dict(recipe.lora) if recipe.lora else None}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def finished(out: Path, recipe: SFTRecipe) -> bool:
-    """True (after saying so) when OUTPUT_DIR already holds this recipe's finished model."""
-    from distill.io import read_manifest
-    from distill.log import get_logger
-
-    manifest = read_manifest(out)
-    if not manifest or manifest.get("stage") != "sft" or manifest.get("status") != "complete":
-        return False
-    if manifest.get("config", {}).get("run_key") == run_key(recipe):
-        get_logger().info(f"{out} already holds the finished model of this recipe; nothing to do")
-        return True
-    if not recipe.force:
-        raise DistillError(f"{out} already holds a finished model of another recipe; choose another output_dir, "
-                           "or --force to train over it")
-    return False
-
-
-def prepare_output_dir(out: Path, recipe: SFTRecipe) -> str | None:
-    """The last complete checkpoint to resume from, or None. A checkpoint a kill cut short (no trainer_state.json,
-    written last) is set aside; a directory holding another run's checkpoints is refused unless forced."""
-    from distill.io import read_manifest
-    from distill.log import get_logger, is_main_process
-
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(out) or {}
-    checkpoints = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                         key=lambda p: int(p.name.split("-")[-1]))
-    if checkpoints and manifest.get("config", {}).get("run_key", run_key(recipe)) != run_key(recipe):
-        if not recipe.force:
-            raise DistillError(f"{out} holds checkpoints of another model or dataset; choose another output_dir, "
-                               "or --force to start over there")
-        if is_main_process():
-            for ckpt in checkpoints:
-                shutil.rmtree(ckpt)
-        return None
-    complete = [c for c in checkpoints if (c / "trainer_state.json").is_file()]
-    if is_main_process():
-        for partial in (c for c in checkpoints if c not in complete):
-            partial.rename(partial.with_name(f".incomplete-{partial.name}"))
-            get_logger().warning(f"set aside {partial.name}: the run was killed while writing it")
-    if complete:
-        get_logger().info(f"resuming from {complete[-1]}")
-        return str(complete[-1])
-    return None
-
-
-def save_recipe(recipe: SFTRecipe, out: Path) -> Path:
-    """OUTPUT_DIR/recipe.yaml: the resolved recipe every launched process reads."""
-    import yaml
-
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "recipe.yaml"
-    tmp = out / ".recipe.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-    tmp.replace(path)
-    return path
-
-
 # ---------------------------------------------------------------- memory
 
 
@@ -342,7 +278,8 @@ def check_memory(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, 
     from distill.log import get_logger, print_summary
 
     if not torch.cuda.is_available() and not recipe.launch.gpu_memory_gb:
-        return  # training on this CPU; set launch.gpu_memory_gb to size a GPU run from here
+        get_logger().info("no GPU here: memory estimate skipped (set launch.gpu_memory_gb to size a GPU run)")
+        return
     shape = model_shape_from_config(recipe.model)
     if shape is None:
         get_logger().info("memory estimate skipped: the model config is not available offline")
@@ -379,39 +316,6 @@ def memory_plan(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, A
         gpu_bytes=gpu)
 
 
-def model_shape_from_config(spec: ModelSpec) -> Any:
-    """The model's shape from its config on a meta device (no weights), or None when the config is unreachable."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from distill.memory import shape_of
-
-    try:
-        config = load_config(spec)
-    except DistillError:
-        return None
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return shape_of(config, sum(p.numel() for p in model.parameters()))
-
-
-# ---------------------------------------------------------------- tokenizer, data, model
-
-
-def load_tokenizer(spec: ModelSpec) -> tuple[Any, int]:
-    from transformers import AutoTokenizer
-
-    from distill.chat import apply_template, get_template
-
-    source = spec.tokenizer or spec.name
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        raise DistillError(f"cannot load the tokenizer '{source}' ({str(err).splitlines()[0][:160]}); set "
-                           "model.tokenizer to a tokenizer dir or hub id") from None
-    return tokenizer, apply_template(tokenizer, get_template(spec.chat_template, spec.eos_token))
-
-
 def load_data(recipe: SFTRecipe, tokenizer: Any, eos_id: int, args: dict[str, Any], out: Path) -> Any:
     """Tokenize on the main process first, so the other ranks read its cache instead of redoing the work."""
     from accelerate import PartialState
@@ -421,183 +325,3 @@ def load_data(recipe: SFTRecipe, tokenizer: Any, eos_id: int, args: dict[str, An
     with PartialState().main_process_first():
         return build_datasets(recipe.datasets, tokenizer, eos_id, args.get("max_length"), out / ".cache",
                               recipe.drop_too_long, args.get("dataset_num_proc"))
-
-
-def load_config(spec: ModelSpec) -> Any:
-    """The model config with the recipe's overrides applied through the config's constructor, so derived fields
-    (layer types, rope parameters) follow them; rope_theta goes into rope_parameters on transformers 5."""
-    from transformers import AutoConfig
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    overrides = dict(spec.config)
-    try:
-        if spec.init == "from_config" and spec.name in CONFIG_MAPPING and not Path(spec.name).exists():
-            return AutoConfig.for_model(spec.name, **overrides)
-        config = AutoConfig.from_pretrained(spec.name)
-    except (OSError, ValueError) as err:
-        raise DistillError(f"cannot load the model config of '{spec.name}' ({str(err).splitlines()[0][:160]}); set "
-                           "model.name to a model dir, a hub id, or (with init: from_config) a model type") from None
-    if not overrides:
-        return config
-    values = {**config.to_dict(), **overrides}
-    if "num_hidden_layers" in overrides:
-        values.pop("layer_types", None)
-    if "rope_theta" in overrides and isinstance(values.get("rope_parameters"), dict):
-        values["rope_parameters"] = {**values["rope_parameters"], "rope_theta": float(values.pop("rope_theta"))}
-    return type(config).from_dict(values)
-
-
-def load_model(spec: ModelSpec, args: dict[str, Any], tokenizer: Any | None = None, eos_id: int | None = None) -> Any:
-    """The student, with document-masked attention registered, its vocab matching the tokenizer, and EOS set."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from distill.chat import set_model_eos
-    from distill.packing import register
-
-    attn = register() if spec.attn_implementation == "auto" else spec.attn_implementation
-    dtype = getattr(torch, spec.dtype) if spec.dtype != "auto" else (
-        torch.bfloat16 if torch.cuda.is_available() and not args.get("use_cpu") else torch.float32)
-    config = load_config(spec)
-    if spec.init == "from_config" and tokenizer is not None and "vocab_size" not in spec.config:
-        config.vocab_size = len(tokenizer)  # a student from scratch gets exactly the tokenizer's vocabulary
-    if spec.init == "from_config":
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(spec.name, config=config, dtype=dtype, attn_implementation=attn)
-    if not torch.cuda.is_available():
-        single_thread_if_tiny(model)
-    if tokenizer is not None:
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(len(tokenizer))
-        set_model_eos(model, tokenizer, eos_id)
-    return model
-
-
-def single_thread_if_tiny(model: Any) -> None:
-    """One CPU thread for a tiny model: its matrices are too small to split, and on a busy machine threads that
-    spin-wait on each other made steps 7x slower. OMP_NUM_THREADS, when set, wins."""
-    import os
-
-    import torch
-
-    from distill.log import get_logger
-
-    if "OMP_NUM_THREADS" not in os.environ and sum(p.numel() for p in model.parameters()) < 20_000_000:
-        torch.set_num_threads(1)
-        get_logger().info("tiny model on CPU: training on 1 thread (set OMP_NUM_THREADS to choose)")
-
-
-def build_trainer(recipe: SFTRecipe, config: Any, model: Any, tokenizer: Any, train: Any,
-                  eval_data: Any = None) -> Any:
-    """The trainer over a tokenized dataset (input_ids, labels); `config` is the SFTConfig from sft_config()."""
-    from distill.trainer import DistillSFTTrainer
-
-    peft_config = None
-    if recipe.lora:
-        from peft import LoraConfig
-
-        targets = recipe.lora.target_modules
-        peft_config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                                 target_modules="all-linear" if targets == ["all-linear"] else targets,
-                                 task_type="CAUSAL_LM")
-    return DistillSFTTrainer(model=model, args=config, train_dataset=train,
-                             eval_dataset=eval_data, processing_class=tokenizer, peft_config=peft_config)
-
-
-# ---------------------------------------------------------------- final model and records
-
-
-def save_final(trainer: Any, recipe: SFTRecipe, out: Path) -> None:
-    """OUTPUT_DIR loads with AutoModelForCausalLM: the weights (LoRA adapters merged unless lora.merge is false),
-    tokenizer with chat template, and a generation_config whose EOS ends the assistant turn."""
-    from distill.log import is_main_process
-
-    if not recipe.lora or not recipe.lora.merge:
-        trainer.save_model(str(out))
-        return
-    trainer.save_model(str(out / "adapter"))
-    trainer.accelerator.wait_for_everyone()
-    if not is_main_process():
-        return
-    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
-        # the in-memory weights are shards: merge from the saved adapter onto a freshly loaded base
-        from peft import PeftModel
-
-        base = load_model(recipe.model, {"use_cpu": True}, trainer.processing_class,
-                          trainer.processing_class.eos_token_id)
-        model = PeftModel.from_pretrained(base, str(out / "adapter"))
-    else:
-        model = trainer.model
-    generation_config = model.generation_config
-    merged = model.merge_and_unload()
-    merged.generation_config = generation_config
-    merged.save_pretrained(str(out))
-    trainer.processing_class.save_pretrained(str(out))
-
-
-def training_summary(trainer: Any, result: Any) -> dict[str, Any]:
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
-    mfus = [h["mfu"] for h in history if "mfu" in h]
-    return {
-        "steps": trainer.state.global_step,
-        "epochs": round(trainer.state.epoch or 0, 3),
-        "train_loss": round(result.training_loss, 4) if result else None,
-        "first_loss": history[0]["loss"] if history else None,
-        "last_loss": history[-1]["loss"] if history else None,
-        "tokens_per_s": round(sum(rates) / len(rates), 1) if rates else None,
-        "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
-        "runtime_s": round(result.metrics.get("train_runtime", 0), 1) if result else None,
-    }
-
-
-def write_sft_manifest(out: Path, recipe: SFTRecipe, args: dict[str, Any], data: Any, training: dict | None,
-                       started: str, status: str) -> None:
-    from distill.io import write_manifest
-    from distill.log import is_main_process
-
-    if not is_main_process():
-        return
-    config = {**to_dict(recipe), "student": recipe.model.name, "recipe": recipe.name, "sft_resolved": args,
-              "run_key": run_key(recipe)}
-    counts = {**{k: v for k, v in data.stats.items() if k != "datasets"}, **(training or {})}
-    write_manifest(out, "sft", config, inputs=data.local_dirs, counts=counts, started_at=started, status=status,
-                   extra={"datasets": data.stats["datasets"]})
-
-
-def finish(out: Path, trainer: Any, data: Any) -> None:
-    from distill.log import is_main_process, print_summary
-
-    if not is_main_process():
-        return
-    plot_training(trainer.state.log_history, out / "training_curve.png")
-    s = training_summary(trainer, None)
-    print_summary(f"sft -> {out}", {
-        "examples": data.stats["examples"], "tokens": data.stats["tokens"],
-        "dropped (too long)": data.stats["dropped_too_long"], "steps": s["steps"], "epochs": s["epochs"],
-        "loss first -> last": f"{s['first_loss']} -> {s['last_loss']}", "tokens/s": s["tokens_per_s"] or "-",
-        "MFU": f"{s['mfu']:.1%}" if s["mfu"] else "- (no GPU)", "model": str(out),
-    })
-
-
-def plot_training(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
-    if not train:
-        return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(*zip(*train, strict=False), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=False), "o-", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -112,8 +112,8 @@ def load_hub(spec: Any, cache_dir: Path) -> Any:
         ds = datasets.load_dataset(spec.path, spec.subset, split=spec.split, cache_dir=str(cache_dir / "datasets"))
     except Exception as err:  # noqa: BLE001 - the hub raises many kinds; all mean "could not load"
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise DistillError(f"could not load dataset '{spec.path}' from the hub: {first}; pass a local curate output "
-                           "dir, or check the id, split and your network") from None
+        raise DistillError(f"dataset '{spec.path}' is not a local directory and could not be loaded from the hub "
+                           f"({first}); pass a curate output dir (DIR/data/train-*.parquet) or a hub dataset id") from None
     if "messages" not in ds.column_names:
         raise DistillError(f"hub dataset '{spec.path}' has no 'messages' column (columns: "
                            f"{', '.join(ds.column_names[:10])}); it must be conversational like curate output")
@@ -170,7 +170,18 @@ def cache_key(specs: list, tokenizer: Any, eos_id: int, max_length: int | None, 
 
 
 def tokenize(ds: Any, tokenizer: Any, eos_id: int, cache_file: Path, num_proc: int | None) -> Any:
+    """input_ids, labels and their counts, stored as int32 (half the cache of datasets' default int64). Large
+    datasets are tokenized by several processes unless sft.dataset_num_proc says otherwise."""
+    import os
+
+    from datasets import Features, Sequence, Value
+
     from distill.chat import tokenize_example
+
+    if num_proc is None and len(ds) >= 20_000:
+        num_proc = max(1, min(32, (os.cpu_count() or 2) // 2))
+    features = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
+                         "num_tokens": Value("int32"), "num_trained": Value("int32")})
 
     def encode_batch(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"input_ids": [], "labels": [], "num_tokens": [], "num_trained": []}
@@ -183,7 +194,8 @@ def tokenize(ds: Any, tokenizer: Any, eos_id: int, cache_file: Path, num_proc: i
         return out
 
     return ds.map(encode_batch, batched=True, batch_size=256, num_proc=num_proc, remove_columns=ds.column_names,
-                  cache_file_name=str(cache_file), new_fingerprint=cache_file.stem, desc="tokenizing")
+                  features=features, cache_file_name=str(cache_file), new_fingerprint=cache_file.stem,
+                  desc="tokenizing")
 
 
 def drop_long(ds: Any, max_length: int | None, drop: bool, num_proc: int | None) -> tuple[Any, int]:
