@@ -14,7 +14,8 @@ documents alone (a packed path that lets documents attend to each other shows up
 
 Variants:
   ours              distill.sft: TRL's trainer, packed rows, distill_varlen attention (varlen flash attention on
-                    CUDA), Liger when installed, gradient checkpointing unless --no-checkpointing, --compile
+                    CUDA), Liger when installed, gradient checkpointing unless --no-checkpointing (a share of
+                    the layers with --checkpoint-layers), --compile
   trl-packed        plain SFTTrainer, packing=True (BFD, padding-free), SDPA
   trl-packed-liger  the same with use_liger_kernel=True
   trl-padded        plain SFTTrainer, packing=False, batch 2, SDPA
@@ -61,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mean-len", type=int, default=4000)
     p.add_argument("--no-checkpointing", action="store_true", help="ours: no gradient checkpointing")
     p.add_argument("--compile", action="store_true", help="ours: torch.compile the model")
+    p.add_argument("--checkpoint-layers", type=float, default=1.0,
+                   help="ours: fraction of layers that recompute activations (selective checkpointing)")
     p.add_argument("--lora", type=int, default=0, help="ours: LoRA rank (0: full fine-tuning)")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, from {', '.join(VARIANTS)}")
     p.add_argument("--json", type=Path, help="also write the results to this file")
@@ -195,7 +198,8 @@ def build_ours(a: argparse.Namespace, ds, tok, out: str):
     spec = ModelSpec(name=model_type, init="from_config", config={**dims, "max_position_embeddings": max(32768, a.max_length)},
                      dtype="bfloat16" if device() == "cuda" else "float32")
     recipe = SFTRecipe(model=spec, datasets=[DatasetSpec(path="synthetic")], output_dir=out,
-                       lora=LoraSpec(r=a.lora, alpha=2 * a.lora) if a.lora else None)
+                       lora=LoraSpec(r=a.lora, alpha=2 * a.lora) if a.lora else None,
+                       checkpoint_layers=a.checkpoint_layers)
     args = {**SFT_DEFAULTS, **common_args(a, out), "per_device_train_batch_size": a.batch,
             "gradient_checkpointing": not a.no_checkpointing, "use_liger_kernel": True, "torch_compile": a.compile}
     args.pop("output_dir")
@@ -204,7 +208,8 @@ def build_ours(a: argparse.Namespace, ds, tok, out: str):
     model = load_model(spec, args).to(device())
     trainer = build_trainer(recipe, config, model, tok, ds)
     return trainer, {"liger": args["use_liger_kernel"], "attention": model.config._attn_implementation,
-                     "checkpointing": args["gradient_checkpointing"], "compile": a.compile, "lora": a.lora}
+                     "checkpointing": args["gradient_checkpointing"] and a.checkpoint_layers, "compile": a.compile,
+                     "lora": a.lora}
 
 
 def build_trl(a: argparse.Namespace, variant: str, ds, tok, out: str):

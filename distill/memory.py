@@ -9,7 +9,8 @@ activations for the tokens of one micro-batch. Byte counts per parameter: bf16 w
 AdamW keeps two states in the weights' dtype (torch) or two fp32 states and an fp32 master copy (DeepSpeed,
 4 + 8); 8-bit AdamW keeps two 1-byte states. Activations per token per layer, in bf16, are the tensors a
 decoder layer keeps for backward with flash attention: about 7 hidden + 3 kv + 4 intermediate values; with
-gradient checkpointing only each layer's input is kept and one layer is live at a time. It is an estimate
+gradient checkpointing only each layer's input is kept and one layer is live at a time (with selective
+checkpointing, the layers left out keep everything). It is an estimate
 (about +-25%): it warns, and names the changes that would make the run fit; it never stops a run.
 """
 
@@ -37,6 +38,7 @@ class ModelShape:
 class MemoryPlan:
     tokens_per_device: int  # tokens in one micro-batch on one GPU (max_length x batch when packing)
     checkpointing: bool = True
+    checkpoint_fraction: float = 1.0  # share of the layers that recompute (selective checkpointing)
     world: int = 1  # GPUs over all machines
     sharding: str = "none"  # none (single GPU or DDP), zero1, zero2, zero3, fsdp
     optimizer: str = "adamw"  # adamw or 8bit
@@ -96,7 +98,9 @@ def _parts(shape: ModelShape, plan: MemoryPlan) -> dict[str, float]:
 
     per_layer_token = 2 * (7 * shape.hidden + 3 * shape.kv_dim + 4 * shape.intermediate)
     if plan.checkpointing:
-        activations = plan.tokens_per_device * (2 * shape.hidden * shape.layers + per_layer_token)
+        kept = (1 - plan.checkpoint_fraction) * shape.layers  # layers that keep all their activations
+        stored = 2 * shape.hidden * (shape.layers - kept) + per_layer_token * kept
+        activations = plan.tokens_per_device * (stored + per_layer_token)
     else:
         activations = plan.tokens_per_device * per_layer_token * shape.layers
     return {
@@ -111,8 +115,9 @@ def _parts(shape: ModelShape, plan: MemoryPlan) -> dict[str, float]:
 def fixes(shape: ModelShape, plan: MemoryPlan) -> tuple[list[str], list[str]]:
     """Changes a user can make in the recipe: (those that alone make the run fit, the others)."""
     candidates = []
-    if not plan.checkpointing:
-        candidates.append(("gradient checkpointing (sft.gradient_checkpointing: true)", {"checkpointing": True}))
+    if not plan.checkpointing or plan.checkpoint_fraction < 1:
+        candidates.append(("gradient checkpointing of every layer (sft.gradient_checkpointing: true, "
+                           "checkpoint_layers: 1.0)", {"checkpointing": True, "checkpoint_fraction": 1.0}))
     if plan.world > 1 and plan.sharding not in ("zero3", "fsdp"):
         candidates.append((f"shard weights, gradients and optimizer over the {plan.world} GPUs (launch."
                            "accelerate_config: recipes/accelerate/zero3.yaml or fsdp.yaml)", {"sharding": "zero3"}))

@@ -92,6 +92,8 @@ class SFTRecipe:
     lora: LoraSpec | None = option(None, help="Train LoRA adapters instead of every weight (peft).")
     launch: LaunchSpec = option(default_factory=LaunchSpec, help="How to launch: accelerate config, processes, machines.")
     name: str | None = option(None, help="Recipe name for the manifest; default: the recipe file's name.")
+    checkpoint_layers: float = option(1.0, help="With sft.gradient_checkpointing: the fraction of decoder layers "
+                                      "that recompute activations (0.5 = every other layer: faster, more memory).")
     drop_too_long: bool = option(True, help="Drop examples longer than sft.max_length (a cut trace never reaches its "
                                  "answer or EOS); false: truncate them.")
     force: bool = option(False, help="Train into an OUTPUT_DIR that holds a run of another model or dataset.")
@@ -105,6 +107,9 @@ class SFTRecipe:
         for key, where in MANAGED_SFT_KEYS.items():
             if key in self.sft:
                 raise DistillError(f"sft.{key} is managed by distill: {where}")
+        if not 0 < self.checkpoint_layers <= 1:
+            raise DistillError(f"checkpoint_layers must be in (0, 1], not {self.checkpoint_layers}; turn checkpointing "
+                               "off with sft.gradient_checkpointing: false")
         if self.lora and self.model.init == "from_config":
             raise DistillError("lora adapts pretrained weights, but model.init is from_config (random weights); "
                                "drop lora: or load a pretrained model")
@@ -311,7 +316,8 @@ def memory_plan(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, A
     optim = str(args.get("optim", "adamw_torch"))
     return memory.MemoryPlan(
         tokens_per_device=(args.get("max_length") or 4096) * args.get("per_device_train_batch_size", 1),
-        checkpointing=bool(args.get("gradient_checkpointing", True)), world=launch.total_processes(recipe.launch),
+        checkpointing=bool(args.get("gradient_checkpointing", True)), checkpoint_fraction=recipe.checkpoint_layers,
+        world=launch.total_processes(recipe.launch),
         sharding=launch.sharding(accelerate), optimizer="8bit" if "8bit" in optim else "adamw", lora_params=lora,
         gpu_bytes=gpu)
 

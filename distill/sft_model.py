@@ -96,7 +96,7 @@ def single_thread_if_tiny(model: Any) -> None:
 def build_trainer(recipe: Any, config: Any, model: Any, tokenizer: Any, train: Any,
                   eval_data: Any = None) -> Any:
     """The trainer over a tokenized dataset (input_ids, labels); `config` is the SFTConfig from sft_config()."""
-    from distill.trainer import DistillSFTTrainer
+    from distill.trainer import DistillSFTTrainer, SelectiveCheckpointing
 
     peft_config = None
     if recipe.lora:
@@ -106,8 +106,9 @@ def build_trainer(recipe: Any, config: Any, model: Any, tokenizer: Any, train: A
         peft_config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
                                  target_modules="all-linear" if targets == ["all-linear"] else targets,
                                  task_type="CAUSAL_LM")
-    return DistillSFTTrainer(model=model, args=config, train_dataset=train,
-                             eval_dataset=eval_data, processing_class=tokenizer, peft_config=peft_config)
+    return DistillSFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=eval_data,
+                             processing_class=tokenizer, peft_config=peft_config,
+                             callbacks=[SelectiveCheckpointing(recipe.checkpoint_layers)])
 
 
 def model_shape_from_config(spec: Any) -> Any:

@@ -112,6 +112,24 @@ class DistillSFTTrainer(SFTTrainer):
         super().log(logs, *args, **kwargs)
 
 
+class SelectiveCheckpointing(TrainerCallback):
+    """With gradient checkpointing on, recompute only `fraction` of the decoder layers, spread evenly: the others
+    keep their activations. Less recomputation for more memory, the knob between full checkpointing (about a
+    third more compute) and none (all activations)."""
+
+    def __init__(self, fraction: float):
+        self.fraction = fraction
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        if not args.gradient_checkpointing or self.fraction >= 1 or model is None:
+            return
+        layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        for i, layer in enumerate(layers):
+            layer.gradient_checkpointing = int((i + 1) * self.fraction) > int(i * self.fraction)
+
+
 class ProgressCallback(TrainerCallback):
     """distill's progress line (steps, tokens/s, ETA) over the optimizer steps."""
 

@@ -357,6 +357,8 @@ def test_relaunches_itself_under_accelerate_with_two_processes(tiny_model, curat
 
 def test_memory_estimate_warns_and_names_the_fix(tmp_path, caplog):
     """A 7B-shaped model at 32K on one 80 GB GPU does not fit by full fine-tuning; LoRA makes it fit."""
+    import logging
+
     from transformers import Qwen2Config
 
     from distill.sft import check_memory, load_recipe, resolve_args
@@ -365,16 +367,21 @@ def test_memory_estimate_warns_and_names_the_fix(tmp_path, caplog):
                 num_key_value_heads=4, vocab_size=152064).save_pretrained(tmp_path / "q7")
     overrides = [f"model.name={tmp_path / 'q7'}", "launch.accelerate_config=null", "launch.num_processes=1",
                  "launch.gpu_memory_gb=80", "sft.max_length=32768"]
-    recipe = load_recipe(REPO / "recipes" / "qwen7b.yaml", overrides)
-    with caplog.at_level("WARNING", logger="distill"):
+    logger = logging.getLogger("distill")  # distill's logger does not propagate to the root: listen on it
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="distill")
+    try:
+        recipe = load_recipe(REPO / "recipes" / "qwen7b.yaml", overrides)
         check_memory(recipe, resolve_args(recipe), {})
-    warning = next(r.getMessage() for r in caplog.records if "will likely not fit" in r.getMessage())
-    assert "LoRA" in warning and "GiB" in warning
-    caplog.clear()
-    recipe = load_recipe(REPO / "recipes" / "qwen7b.yaml", overrides + ["lora.r=64"])
-    with caplog.at_level("INFO", logger="distill"):
+        warning = next(r.getMessage() for r in caplog.records if "will likely not fit" in r.getMessage())
+        assert "LoRA" in warning and "GiB" in warning
+        caplog.clear()
+        recipe = load_recipe(REPO / "recipes" / "qwen7b.yaml", overrides + ["lora.r=64"])
         check_memory(recipe, resolve_args(recipe), {})
-    assert not any("will likely not fit" in r.getMessage() for r in caplog.records)
+        assert any("memory estimate:" in r.getMessage() for r in caplog.records)
+        assert not any("will likely not fit" in r.getMessage() for r in caplog.records)
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 # ---------------------------------------------------------------- bad input: one-line errors
@@ -541,3 +548,25 @@ def test_throughput_benchmark_runs_on_cpu():
         assert result["tokens_per_s"] > 0 and result["steps_timed"] == 2
         assert result["logit_rel_err"] < 1e-4, result
     assert results["ours"]["attention"] == "distill_varlen" and results["trl-packed"]["attention"] == "sdpa"
+
+
+def test_selective_checkpointing_changes_memory_not_math(tiny_model, curate_dir, tmp_path):
+    """checkpoint_layers=0.5 recomputes every other layer and trains to the very same weights."""
+    import torch
+
+    from distill.sft import build_trainer, load_data, load_model, load_tokenizer, resolve_args, sft_config
+
+    weights, flags = {}, {}
+    for fraction in (1.0, 0.5):
+        out = tmp_path / str(fraction)
+        recipe = tiny_recipe(tiny_model, curate_dir, out, "sft.max_steps=2", "sft.save_strategy=no",
+                             "sft.gradient_checkpointing=true", "sft.learning_rate=1e-2", f"checkpoint_layers={fraction}")
+        args = resolve_args(recipe)
+        tok, eos_id = load_tokenizer(recipe.model)
+        model = load_model(recipe.model, args, tok, eos_id)
+        trainer = build_trainer(recipe, sft_config(args, out), model, tok, load_data(recipe, tok, eos_id, args, out).train)
+        trainer.train()
+        flags[fraction] = [layer.gradient_checkpointing for layer in model.model.layers]
+        weights[fraction] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert flags == {1.0: [True, True], 0.5: [False, True]}
+    assert all(torch.allclose(weights[1.0][k], weights[0.5][k], atol=1e-6) for k in weights[1.0])
