@@ -67,6 +67,25 @@ class MemoryEstimate:
         return rows
 
 
+def gpu_memory_bytes() -> float:
+    """Memory of the first visible GPU, read with nvidia-smi so that the process that is about to launch the
+    training ranks does not create a CUDA context (hundreds of MB) on GPU 0; 80 GiB when there is no GPU."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=20).stdout.split()
+            if out:
+                return float(out[0]) * 2**20
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 80 * GIB
+
+
 def shape_of(config: Any, params: int) -> ModelShape:
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = config.num_attention_heads

@@ -303,13 +303,10 @@ def check_memory(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, 
 
 
 def memory_plan(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, Any], shape: Any) -> Any:
-    import torch
-
     from distill import launch, memory
 
     # GPU "GB" are GiB: an 80 GB H100 reports 79.2 GiB
-    gpu = recipe.launch.gpu_memory_gb * memory.GIB if recipe.launch.gpu_memory_gb else (
-        torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 80 * memory.GIB)
+    gpu = recipe.launch.gpu_memory_gb * memory.GIB if recipe.launch.gpu_memory_gb else memory.gpu_memory_bytes()
     lora = 0
     if recipe.lora:  # r x (in + out) per adapted linear: 7 linears per layer of about hidden x hidden..intermediate
         lora = recipe.lora.r * shape.layers * (4 * 2 * shape.hidden + 3 * (shape.hidden + shape.intermediate))

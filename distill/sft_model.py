@@ -69,7 +69,12 @@ def load_model(spec: Any, args: dict[str, Any], tokenizer: Any | None = None, eo
     if spec.init == "from_config":
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
     else:
-        model = AutoModelForCausalLM.from_pretrained(spec.name, config=config, dtype=dtype, attn_implementation=attn)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(spec.name, config=config, dtype=dtype,
+                                                         attn_implementation=attn)
+        except OSError as err:
+            raise DistillError(f"cannot load the weights of '{spec.name}' ({str(err).splitlines()[0][:160]}); check "
+                               "model.name, your hub access, or use model.init: from_config for random weights") from None
     if not torch.cuda.is_available():
         single_thread_if_tiny(model)
     if tokenizer is not None:
