@@ -162,14 +162,17 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def sft(recipe: SFTRecipe) -> Path:
     from distill import launch
     from distill.io import now
+    from distill.sft_data import check_datasets
 
     out = Path(recipe.output_dir)
     args = resolve_args(recipe)
     accelerate = launch.read_accelerate_config(recipe.launch.accelerate_config)
+    check_datasets(recipe.datasets)
     # ---------------------------------------------------------------- memory estimate, before loading weights
     if not launch.inside_launcher():
         check_memory(recipe, args, accelerate)
     if launch.needs_relaunch(recipe.launch, accelerate):
+        load_tokenizer(recipe.model)  # unreachable model or tokenizer, bad EOS: one error here, not one per rank
         launch.relaunch(save_recipe(recipe, out), recipe.launch)
         return out
     # ---------------------------------------------------------------- output dir: finished, resumable, or new

@@ -71,16 +71,28 @@ def load_one(spec: Any, cache_dir: Path) -> tuple[Any, Path | None]:
     path = Path(spec.path).expanduser()
     if path.exists():
         return load_local(path, cache_dir), path
-    if spec.path.startswith((".", "/", "~")) or spec.path.count("/") != 1:
-        raise DistillError(
-            f"dataset '{spec.path}' not found; pass a curate output dir (DIR/data/train-*.parquet) or a hub id"
-        )
+    check_datasets([spec])
     return load_hub(spec, cache_dir), None
 
 
-def load_local(path: Path, cache_dir: Path) -> Any:
+def check_datasets(specs: list) -> None:
+    """Fail fast, before any launch or model load, on a local dataset that is missing, not curate output, or of
+    the wrong schema (hub ids are checked when they load)."""
+    import os
+
+    offline = any(os.environ.get(k, "0") not in ("0", "") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    for spec in specs:
+        path = Path(spec.path).expanduser()
+        if path.exists():
+            local_files(path)
+        elif offline or spec.path.startswith((".", "/", "~")) or spec.path.count("/") != 1:
+            raise DistillError(f"dataset '{spec.path}' not found; pass a curate output dir (DIR/data/train-*.parquet) "
+                               "or a hub id")
+
+
+def local_files(path: Path) -> list[Path]:
+    """The SFT shards of a curate output dir (or a parquet file), schema-checked."""
     import pyarrow.parquet as pq
-    from datasets import Dataset
 
     from distill.io import read_manifest, shard_paths
     from distill.schema import SFT_EXAMPLE, validate
@@ -92,6 +104,13 @@ def load_local(path: Path, cache_dir: Path) -> Any:
     files = data_files(path, shard_paths)
     for f in files:
         validate(pq.read_schema(f), SFT_EXAMPLE, str(f))
+    return files
+
+
+def load_local(path: Path, cache_dir: Path) -> Any:
+    from datasets import Dataset
+
+    files = local_files(path)
     return Dataset.from_parquet([str(f) for f in files], columns=["id", "prompt_id", "messages"],
                                 cache_dir=str(cache_dir / "datasets"))
 
