@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({"benchmark": "sft_throughput", "results": results}))  # the last line: one JSON object
 
 
 if __name__ == "__main__":

@@ -1,0 +1,208 @@
+"""The grader: answer extraction, think-block conventions, tag normalisation, the (pred, gold, verdict) table,
+and a hard time limit that holds in threads and in daemonic pool workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from distill import answers
+from distill.answers import (
+    Verdict,
+    equivalent_many,
+    extract_answer,
+    extract_boxed,
+    grade,
+    grade_many,
+    is_equivalent,
+    normalize_answer,
+    normalize_tags,
+    split_think,
+)
+
+TABLE = Path(__file__).parent / "assets" / "grader_table.tsv"
+# sympy computes 10^(10^10) exactly, in C, for minutes: math-verify's own SIGALRM timeout cannot stop it
+HANGS_SYMPY = "10^{10^{10}}"
+
+
+def read_table() -> list[tuple[str, str, bool, str]]:
+    rows = []
+    for line in TABLE.read_text().splitlines():
+        if line.startswith("#") or line.startswith("pred\t") or not line.strip():
+            continue
+        pred, gold, verdict, style = line.split("\t")
+        rows.append((pred, gold, verdict == "1", style))
+    return rows
+
+
+ROWS = read_table()
+
+
+@pytest.fixture(scope="module")
+def table_verdicts():
+    return equivalent_many([(p, g) for p, g, _, _ in ROWS], timeout=10)
+
+
+def test_table_is_big_and_balanced():
+    assert len(ROWS) >= 150
+    true, false = sum(r[2] for r in ROWS), sum(not r[2] for r in ROWS)
+    assert true >= 60 and false >= 60, (true, false)
+    styles = {r[3].split(" (")[0] for r in ROWS}
+    for style in ("aime padding", "tuple", "interval", "solution list", "matrix", "fraction", "radical", "degrees",
+                  "percent", "units", "text", "pi", "expression", "thousands", "assignment", "choice"):
+        assert style in styles
+
+
+@pytest.mark.parametrize("index", range(len(ROWS)), ids=[f"{r[3]}:{r[0]}|{r[1]}" for r in ROWS])
+def test_grader_table(index, table_verdicts):
+    pred, gold, expected, style = ROWS[index]
+    correct, method = table_verdicts[index]
+    assert correct is expected, f"{pred!r} vs {gold!r} ({style}): got {correct} via {method}"
+
+
+def test_cheap_path_decides_numbers_without_sympy(table_verdicts):
+    """Integers, padded AIME answers, fractions and decimals never reach the judge process: that is what
+    makes curate and eval fast."""
+    for (pred, gold, _, style), (_, method) in zip(ROWS, table_verdicts, strict=True):
+        if style in ("aime padding", "integer", "thousands", "mixed number", "decimal rounding"):
+            assert method in ("exact", "numeric"), (pred, gold, method)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("025", "25"),
+        ("\\text{(C)}", "C"),
+        ("10,\\!080", "10080"),
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"),
+        ("x = \\dfrac12", "\\frac{1}{2}"),
+        ("$\\boxed{90^\\circ}$.", "90"),
+        ("\\text{Evelyn}", "evelyn"),
+        ("4210_{5}", "4210_5"),
+    ],
+)
+def test_normalize_answer(text, expected):
+    assert normalize_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("<think>\nso \\boxed{3}?\n</think>\n\nThe answer is $\\boxed{42}$.", "42"),
+        ("<think>x</think>\n\\[\n\\boxed{\\frac{1}{2}}\n\\]", "\\frac{1}{2}"),
+        ("<think>x</think> so \\(\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}\\).", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+        ("<think>x</think> $\\boxed{\\{1,2\\}}$", "\\{1,2\\}"),
+        ("<think>x</think> \\fbox{7}", "7"),
+        ("<think>x</think> first \\boxed{1}, finally \\boxed{2}.", "2"),
+        ("<think>x</think> \\boxed 5.", "5"),
+        ("<think>x</think> \\boxed{\\text{(C)}}", "\\text{(C)}"),
+        ("<think>x</think> \\boxed{1} then \\boxed{\\frac{1}{", "1"),  # the last box was cut off
+        ("<think>\nthe answer is \\boxed{7}, let me check", None),  # never closed: no answer
+        ("The answer is \\boxed{7}.", None),  # no think block at all
+        ("<think>x</think>\n\nThe answer is 7.", None),  # nothing boxed after </think>
+        ("reasoning without an opening tag</think>\n\n\\boxed{12}", "12"),
+    ],
+)
+def test_extract_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_extract_boxed_reads_any_text():
+    assert extract_boxed("no think here: \\boxed{a^{2}+b^{2}}") == "a^{2}+b^{2}"
+    assert extract_boxed("nothing boxed") is None
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("<think>\nR\n</think>\n\nA", ("R", "A")),
+        ("R</think>A", ("R", "A")),
+        ("<think>\nR still thinking", ("R still thinking", None)),
+        ("just an answer", (None, "just an answer")),
+        ("<think></think>A", ("", "A")),
+    ],
+)
+def test_split_think(completion, expected):
+    assert split_think(completion) == expected
+
+
+def test_normalize_tags_sky_t1():
+    sky = ("<|begin_of_thought|>\n\nLet me think.\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n"
+           "The answer is \\(\\boxed{27}\\).\n\n<|end_of_solution|>")
+    assert normalize_tags(sky) == "<think>\nLet me think.\n</think>\n\nThe answer is \\(\\boxed{27}\\)."
+    truncated = "<|begin_of_thought|>\n\nLet me think about it and"
+    assert normalize_tags(truncated) == "<think>\nLet me think about it and"
+    assert extract_answer(normalize_tags(truncated)) is None
+
+
+def test_normalize_tags_user_pairs_and_template_opened_block():
+    custom = "<reasoning>step</reasoning><answer>\\boxed{3}</answer>"
+    out = normalize_tags(custom, pairs=[("<reasoning>", "</reasoning>")], answer_pairs=[("<answer>", "</answer>")])
+    assert out == "<think>\nstep\n</think>\n\n\\boxed{3}"
+    assert normalize_tags("step one\n</think>\n\nSo 3.") == "<think>\nstep one\n</think>\n\nSo 3."
+    assert normalize_tags("<think>a</think><think>b</think>c").count("<think>") == 2  # malformed: left alone
+
+
+def test_grade_and_grade_many_agree():
+    completions = [
+        "<think>\n...\n</think>\n\n$\\boxed{025}$",
+        "<think>\n...\n</think>\n\n$\\boxed{\\sqrt{117}}$",
+        "<think>\n... \\boxed{25}",
+        "<think>\n...\n</think>\n\nThe answer is 25.",
+        "<think>\n...\n</think>\n\n\\boxed{26}",
+    ]
+    golds = ["25", "3\\sqrt{13}", "25", "25", "25"]
+    single = [grade(c, g) for c, g in zip(completions, golds, strict=True)]
+    assert single == grade_many(completions, golds)
+    assert [v.correct for v in single] == [True, True, False, False, False]
+    assert single[0] == Verdict("025", True, "exact")
+    assert single[1].method == "symbolic" and single[2].method == "no_answer"
+
+
+def test_symbolic_verdicts_are_cached():
+    assert is_equivalent("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}")
+    assert (normalize_answer("\\frac{1}{\\sqrt{2}}"), normalize_answer("\\frac{\\sqrt{2}}{2}")) in answers._CACHE
+
+
+def test_a_hanging_sympy_expression_cannot_hang_the_caller():
+    answers.judge_pair("\\sqrt{4}", "2")  # start the judge first: its startup is not the pair's time
+    start = time.monotonic()
+    assert answers.judge_pair(HANGS_SYMPY, "5", timeout=1.0) == (False, "timeout")
+    assert time.monotonic() - start < 2.5
+    assert is_equivalent("\\sqrt{9}", "3")  # a fresh judge takes over
+
+
+def test_hard_timeout_holds_in_threads():
+    """math-verify's SIGALRM timeout raises in threads; ours works there (eval scores from threads)."""
+    pairs = [(HANGS_SYMPY, "5"), ("\\sqrt{8}", "2\\sqrt{2}"), ("\\sqrt{8}", "3\\sqrt{2}")]
+    start = time.monotonic()
+    with ThreadPoolExecutor(3) as ex:
+        got = list(ex.map(lambda p: answers.judge_pair(*p, timeout=1.0), pairs))
+    assert got == [(False, "timeout"), (True, "symbolic"), (False, "symbolic")]
+    assert time.monotonic() - start < 20
+
+
+def _in_pool_worker(pair):
+    return answers.judge_pair(*pair, timeout=1.0)
+
+
+def test_hard_timeout_holds_in_daemonic_pool_workers():
+    """multiprocessing.Pool workers are daemonic and may not start multiprocessing children; the judge is a
+    plain subprocess, so it works there too."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        got = pool.map(_in_pool_worker, [(HANGS_SYMPY, "5"), ("\\sqrt{8}", "2\\sqrt{2}")])
+    assert got == [(False, "timeout"), (True, "symbolic")]
+
+
+@pytest.mark.timeout(20)
+def test_prose_answers_are_normalised_in_linear_time():
+    """The cheap path runs in the caller's process, outside any time limit: a 700-character prose "answer"
+    (real_traces has them) once sent a nested-quantifier regex into exponential backtracking."""
+    prose = "indeed28Idon'seeanyflawsinthisreasoning,thecross-verification " * 40 + "confirms it. So 28 pizzas"
+    assert answers.cheap_verdict(normalize_answer(prose), normalize_answer("28")) in (None, (False, "numeric"))
+    assert normalize_answer("864 \\text{ square inches}") == "864"
