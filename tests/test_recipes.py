@@ -64,10 +64,17 @@ def test_accelerate_config_validates(path: Path):
     assert sharding(config) == expected[path.stem]
 
 
-@pytest.mark.parametrize("path", sorted((RECIPES / "slurm").iterdir()), ids=lambda p: p.name)
-def test_slurm_example_is_valid_bash(path: Path):
+SCRIPTS = sorted(p for p in RECIPES.rglob("*") if p.suffix in (".sh", ".sbatch", ".slurm"))
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_shell_scripts_are_valid_bash(path: Path):
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    assert "distill sft" in path.read_text() and "launch.machine_rank" in path.read_text()
+
+
+def test_slurm_sft_example_runs_one_distill_sft_per_node():
+    text = (RECIPES / "slurm" / "sft_multinode.sbatch").read_text()
+    assert "distill sft" in text and "launch.machine_rank=\\$SLURM_NODEID" in text
 
 
 def test_curate_configs_validate_when_curate_is_there():
