@@ -91,6 +91,20 @@ def teachers() -> None:
     Console().print(table)
 
 
+@app.command(name="sft")
+def sft_command(
+    recipe: str = typer.Argument(..., help="Recipe YAML (recipes/qwen1_5b.yaml, ...): student, datasets, sft, lora, launch."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Where the model goes (overrides output_dir)."),
+    force: bool = typer.Option(False, "--force", help="Train into an output dir that holds another recipe's run."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Fine-tune a student on curated traces; resumes from the last checkpoint when re-run."""
+    from distill.sft import load_recipe, sft
+
+    overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
+    sft(load_recipe(recipe, overrides))
+
+
 def _ev(name: str) -> str:
     from distill.evaluate import EvalConfig
 

@@ -287,7 +287,8 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
         limit = context_limit(cfg.model)
         if limit is not None and needed > limit:
             raise DistillError(f"the longest prompt ({longest} tokens) + --max-tokens {cfg.max_tokens} = {needed} "
-                               f"exceeds the {limit} positions of '{cfg.model}'; lower --max-tokens")
+                               f"exceeds the {limit} positions of '{cfg.model}'; pass --max-tokens {limit - longest} "
+                               "or less (the report then notes the shorter budget), or give the model more positions")
     if cfg.max_model_len is not None and cfg.max_model_len < needed:
         raise DistillError(f"--max-model-len {cfg.max_model_len} < longest prompt {longest} + --max-tokens "
                            f"{cfg.max_tokens}; prompts would be truncated: raise it or lower --max-tokens")

@@ -135,6 +135,7 @@ def test_bad_input_gives_one_line_errors(tmp_path, tiny_model, shared_data, caps
     # a budget the model cannot hold would truncate prompts: refused before anything runs
     code, err = _run_in_process(capsys, *eval_args(max_tokens=5000))
     assert code == 2 and err.count("\n") == 0 and "exceeds the 4096 positions" in err
+    assert re.search(r"pass --max-tokens \d+ or less", err)
 
     code, err = _run_in_process(capsys, *eval_args(backend="openai", base_url="http://127.0.0.1:9/v1"))
     assert code == 2 and err.count("\n") == 0 and "cannot reach http://127.0.0.1:9/v1/models" in err
