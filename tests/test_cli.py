@@ -18,7 +18,7 @@ def test_importing_the_cli_pulls_in_no_heavy_library():
     assert res.stdout.strip() == "", f"imported at start-up: {res.stdout.strip()}"
 
 
-@pytest.mark.parametrize("command", ["generate", "teachers"])
+@pytest.mark.parametrize("command", ["generate", "teachers", "sft", "eval"])
 def test_every_command_has_help(command):
     res = run_cli(command, "--help")
     assert res.returncode == 0 and "Usage" in res.stdout
