@@ -162,10 +162,8 @@ class NgramIndex:
 
 
 def completion_key(text: str) -> int:
-    """64-bit key of a completion with whitespace runs collapsed (two samples that differ only in spacing
-    are the same training example)."""
-    normal = " ".join(text.split())
-    return int.from_bytes(hashlib.blake2b(normal.encode(), digest_size=8).digest(), "little", signed=True)
+    """64-bit key of a normalised completion (think tags rewritten, reasoning and answer stripped)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 def prompt_signature(text: str, num_perm: int = 128, shingle_words: int = 3) -> np.ndarray:
@@ -175,9 +173,14 @@ def prompt_signature(text: str, num_perm: int = 128, shingle_words: int = 3) -> 
     tokens = words(text) or [""]
     k = min(shingle_words, len(tokens))
     shingles = {" ".join(tokens[i : i + k]).encode() for i in range(len(tokens) - k + 1)}
-    m = MinHash(num_perm=num_perm, seed=1)
+    if num_perm not in _EMPTY_MINHASH:  # building the permutations costs ~4 ms; copying a template does not
+        _EMPTY_MINHASH[num_perm] = MinHash(num_perm=num_perm, seed=1)
+    m = _EMPTY_MINHASH[num_perm].copy()
     m.update_batch(list(shingles))
     return m.hashvalues.astype(np.uint32)
+
+
+_EMPTY_MINHASH: dict[int, object] = {}
 
 
 def near_duplicate_prompts(
