@@ -111,7 +111,8 @@ def curate(
 ) -> None:
     """Filter teacher traces into an SFT dataset: verify answers, filter, dedup, decontaminate (resumable)."""
     from distill.config import load_config
-    from distill.curate import CurateConfig, curate as run
+    from distill.curate import CurateConfig
+    from distill.curate import curate as run
 
     values = {"src": src, "out": out, "eval_data_dir": eval_data_dir, "tokenizer": tokenizer, "num_proc": num_proc,
               "dataset_name": dataset_name, "force": force or None}

@@ -17,7 +17,6 @@ its stats file, written last, so a killed run resumes without redoing finished u
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -199,9 +198,9 @@ def input_columns(path: Path) -> list[str]:
     from distill.schema import TRACE, validate
 
     if path.suffix == ".parquet":
-        from distill.io import read_parquet
-
         import pyarrow.parquet as pq
+
+        from distill.io import read_parquet
 
         try:
             schema = pq.read_schema(path)
@@ -541,12 +540,7 @@ def print_curate_summary(out: Path, report: dict[str, Any], already_done: bool =
     for reason, n in counts["dropped"].items():
         rows[f"  dropped: {reason}"] = n
     rows["accounting"] = report["accounting"]
-    for name, d in report.get("decontamination", {}).items():
+    for d in report.get("decontamination", {}).values():
         rows[f"  contaminated by {d['title']}"] = f"{d['rows_dropped']:,} rows, {d['eval_problems_found']} problems"
     rows["tokens (median / p95)"] = f"{report['tokens'].get('median', 0):,} / {report['tokens'].get('p95', 0):,}"
     print_summary("distill curate", rows)
-
-
-def config_dict_for_card(cfg: CurateConfig) -> dict[str, Any]:
-    """The chain and each active filter's parameters, for the card."""
-    return {name: dataclasses.asdict(cfg.params(name)) for name in cfg.filters}
