@@ -434,9 +434,12 @@ def write_dataset(out: Path, cfg: CurateConfig, plan: dict[str, Any], selection:
     write `rejected.parquet`; returns the num_tokens of every row written."""
     from distill import curate_worker as worker
 
+    from distill.log import progress
+
     tmp = out / WORK / "data"
     shutil.rmtree(tmp, ignore_errors=True)
-    lengths = worker.write_selected(out / WORK, plan["units"], selection.keep, tmp, cfg.shard_rows)
+    with progress("write", total=int(sum(k.sum() for k in selection.keep)), unit="examples") as bar:
+        lengths = worker.write_selected(out / WORK, plan["units"], selection.keep, tmp, cfg.shard_rows, bar.advance)
     shutil.rmtree(out / "data", ignore_errors=True)
     os.replace(tmp, out / "data")
     worker.write_ledger(out / WORK, plan["units"], selection.ledger, out / "rejected.parquet")

@@ -341,7 +341,7 @@ def read_signatures(work: Path, units) -> Iterator[tuple[str, Any]]:
             yield pid, np.asarray(sig, dtype=np.uint32)
 
 
-def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int):
+def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, advance=lambda n: None):
     """Copy the kept staged rows into `train-%05d.parquet` shards (SFT_EXAMPLE; an empty dataset still gets
     one empty shard, so that it loads); returns the num_tokens of the rows written."""
     import numpy as np
@@ -360,6 +360,7 @@ def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int):
     for unit, mask in zip(units, keep, strict=True):
         table = pq.read_table(unit_file(work, unit, "rows"), columns=SFT_EXAMPLE.names).filter(pa.array(mask))
         lengths.append(table.column("num_tokens").to_numpy())
+        advance(table.num_rows)
         pending.append(table)
         merged = pa.concat_tables(pending)
         while merged.num_rows >= shard_rows:

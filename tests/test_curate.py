@@ -269,6 +269,11 @@ def test_bad_input_is_one_line(make_src, extra, message, tmp_path, shared_data):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_help():
+    result = run_cli("curate", "--help")
+    assert result.returncode == 0 and "--eval-data-dir" in result.stdout
+
+
 def test_missing_eval_data_is_one_line(tmp_path):
     src = write_jsonl([json.loads((ASSETS / "traces_tiny.jsonl").read_text().splitlines()[0])], tmp_path / "t.jsonl")
     result = run_cli("curate", str(src), "--out", str(tmp_path / "out"), "--eval-data-dir", str(tmp_path))
