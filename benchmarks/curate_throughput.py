@@ -138,8 +138,9 @@ def make_row(rng, pool, table, prompt_id, sample, gold, problem) -> dict:
 def synthesize(n: int, out: Path, seed: int = 0) -> list[dict]:
     """A generate-style directory (traces/ shards + manifest) of n traces; returns the rows."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    from distill.io import ShardWriter, write_manifest
+    from distill.io import write_manifest
     from distill.schema import TRACE
 
     rng = random.Random(seed)
@@ -152,12 +153,10 @@ def synthesize(n: int, out: Path, seed: int = 0) -> list[dict]:
         rows += [make_row(rng, pool, table, f"syn-{i:06d}", s, gold, problem) for s in range(4)]
     rows = rows[:n]
     schema = pa.schema(list(TRACE) + [("kind", pa.string())])
-    with ShardWriter(out / "traces", "traces", schema, shard_rows=1000) as writer:
-        writer._journal.close()  # bulk write: no crash journal needed for a benchmark fixture
-        writer.add = writer._buffer.append  # type: ignore[method-assign]
-        for start in range(0, n, 1000):
-            writer._buffer = rows[start : start + 1000]
-            writer._write_shard()
+    (out / "traces").mkdir(parents=True)
+    for index, start in enumerate(range(0, n, 1000)):  # the shard layout distill generate writes
+        table = pa.Table.from_pylist(rows[start : start + 1000], schema=schema)
+        pq.write_table(table, out / "traces" / f"traces-{index:05d}.parquet", compression="zstd")
     config = {"prompts": "synthetic", "num_samples": 4, "resolved": {"teacher": "deepseek-r1",
               "model": "deepseek-ai/DeepSeek-R1", "temperature": 0.6, "top_p": 0.95, "max_tokens": 32768,
               "prompt_suffix": SUFFIX, "system_prompt": None, "seed": seed}}

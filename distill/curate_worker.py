@@ -92,8 +92,12 @@ def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, n
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    # spawn, not fork: the parent may run threads (progress display, grader judges) that fork would copy
-    ctx = multiprocessing.get_context("spawn")
+    # Not fork: the parent may run threads (progress display, grader judges) that a fork would copy mid-state.
+    # A forkserver imports the heavy modules once and forks every worker from that clean process.
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                      else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["distill.curate_worker", "distill.dedup", "datasketch", "pyarrow.parquet"])
     pending = list(reversed(units))
     with ProcessPoolExecutor(min(num_proc, len(units)), mp_context=ctx, initializer=_init, initargs=(spec,)) as ex:
         running = set()
@@ -111,8 +115,11 @@ def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, n
 
 def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
     """Filter one unit's rows and commit its staged files; returns its stats."""
+    import time
+
     spec: WorkerSpec = _STATE["spec"]
     stats = new_stats(unit)
+    started = time.process_time()
     kept, dropped, signatures = [], [], {}
     for row in read_unit(unit):
         stats["completion_tokens"] += int(row.get("completion_tokens") or 0)
@@ -127,6 +134,7 @@ def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
             signatures[cand.prompt_id] = prompt_signature(cand, spec)
     stats["kept"] = len(kept)
     stats["eval_sets"] = spec.index.sizes if spec.index is not None else {}
+    stats["cpu_seconds"] = round(time.process_time() - started, 3)  # this worker's own CPU (judges not included)
     stats["token_estimates"] = _STATE["count"].estimates
     _STATE["count"].estimates = 0
     commit_unit(work, unit, kept, dropped, signatures, stats)
@@ -181,7 +189,7 @@ def make_candidate(row: dict[str, Any], spec: WorkerSpec) -> Candidate:
     return Candidate(
         id=str(row["id"]), prompt_id=str(row["prompt_id"]), source=row.get("source"), teacher=teacher,
         finish_reason=row.get("finish_reason") or "error", problem=problem,
-        reference=row.get("answer") if row.get("answer") not in (None, "") else None,
+        reference=str(row["answer"]) if row.get("answer") not in (None, "") else None,
         user=user_turn(row.get("messages"), problem), completion=completion, is_reasoning=is_reasoning,
         reasoning=reasoning, answer_text=answer_text, count_tokens=_STATE["count"],
         prompt_tokens=int(row.get("prompt_tokens") or 0), completion_tokens=int(row.get("completion_tokens") or 0),
