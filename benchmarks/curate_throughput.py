@@ -194,35 +194,39 @@ def run_baseline(rows: list[dict]) -> tuple[list[bool], list[str | None], float]
     return verdicts, answers, time.perf_counter() - start
 
 
-def explain(row: dict, ours, theirs: bool, their_answer: str | None, table: dict) -> str:
-    """Why the two verdicts differ, and who is right."""
+def explain(row: dict, ours, their_answer: str | None, table: dict) -> tuple[str, str]:
+    """(cause, explanation with who is right) of a verdict disagreement."""
     if "</think>" not in row["completion"]:
-        return ("ours right (R1 protocol): the trace never closed </think>, so it has no final answer; the "
-                f"baseline graded {their_answer!r}, a box from inside the unfinished reasoning")
+        return "unfinished reasoning", (
+            f"ours right (R1 protocol): the trace never closed </think>, so it has no final answer; the baseline "
+            f"graded {their_answer!r}, a box from inside the unfinished reasoning")
     if ours.answer is None:
-        return f"ours right: nothing is boxed after </think>; the baseline read {their_answer!r} from the text"
+        return "no box after </think>", f"ours right: nothing is boxed after </think>; the baseline read {their_answer!r}"
     verdict = dict(table.get(row["answer"], [])).get(ours.answer)
     if verdict is None:
-        return f"answer {ours.answer!r} vs gold {row['answer']!r}: not in the grader table (add it)"
+        return "not in the table", f"{ours.answer!r} vs gold {row['answer']!r}: not in the grader table (add it)"
     who = "ours" if verdict == ours.correct else "baseline"
-    return f"{who} right per the grader table: {ours.answer!r} vs {row['answer']!r} is {'equal' if verdict else 'different'}"
+    return f"equivalence, {who} right per the table", (
+        f"{who} right per the grader table: {ours.answer!r} vs {row['answer']!r} is "
+        f"{'equal' if verdict else 'different'}")
 
 
-def compare(rows, verdicts, answers) -> list[str]:
+def compare(rows, verdicts, answers) -> list[tuple[str, str]]:
+    """(cause, line) for every row where our verdict and the baseline's differ."""
     from distill.answers import grade_many
 
     table = read_table()
     graded = [r for r in rows if r["answer"] is not None]
     ours = iter(grade_many([r["completion"] for r in graded], [r["answer"] for r in graded]))
-    lines = []
+    out = []
     for row, theirs, their_answer in zip(rows, verdicts, answers, strict=True):
         if row["answer"] is None:
             continue
         mine = next(ours)
         if mine.correct != theirs:
-            lines.append(f"{row['id']} ({row['kind']}): ours={mine.correct} baseline={theirs}: "
-                         + explain(row, mine, theirs, their_answer, table))
-    return lines
+            cause, why = explain(row, mine, their_answer, table)
+            out.append((cause, f"{row['id']} ({row['kind']}): ours={mine.correct} baseline={theirs}: {why}"))
+    return out
 
 
 def main() -> None:
@@ -246,9 +250,9 @@ def main() -> None:
         subset = rows[::step][: args.baseline_n]
         verdicts, answers, base_s = run_baseline(subset)
         lines = compare(subset, verdicts, answers)
-        causes = Counter(line.split(": ", 2)[-1].split(":")[0].split(" (")[0] for line in lines)
-        print(f"\n{len(lines)} verdict disagreements on {len(subset):,} rows:")
-        for line in lines[:40]:
+        causes = Counter(cause for cause, _ in lines)
+        print(f"\n{len(lines)} verdict disagreements on {len(subset):,} rows (every one printed):")
+        for _, line in lines:
             print("  " + line)
         print(f"by cause: {dict(causes)}")
         ours_per_s, base_per_s = len(rows) / ours_s, len(subset) / base_s

@@ -10,19 +10,23 @@ Curate uses it to keep only correct traces, eval to score students; both must ag
 The R1 protocol: the answer is the last `\\boxed{...}` (or `\\fbox{...}`) AFTER `</think>`; a completion that never
 closes its reasoning has no answer, whatever it boxed while thinking. Comparison runs in two tiers:
 
-1. a cheap normalising path, in-process, microseconds: `\\dfrac`/`\\tfrac`, `\\left`/`\\right`, spacing, degrees,
-   percent, dollars, thousands separators, `\\text{}` and unit words, `x =` prefixes, AIME zero padding, then an
-   exact rational comparison of numbers, tuples, sets and intervals of numbers, and of word answers. It decides
-   most real pairs, wrong ones included.
-2. math-verify's symbolic comparison for what is left (radicals, expressions, matrices, pi, ...). It runs in a
-   separate "judge" process that the caller kills when it overruns `timeout`: math-verify's own timeout is
-   signal.alarm, which works only in the main thread of the main interpreter and cannot interrupt sympy stuck
-   in C (a huge integer power), so a hard limit needs a process boundary. Judges are started with
-   subprocess (not multiprocessing), so callers may be threads, daemonic pool workers or forked children.
-   A pair that times out counts as not equivalent (Verdict.method == "timeout").
+1. a cheap path, in-process, microseconds (Verdict.method exact, numeric or text). Normalisation first:
+   `\\dfrac`/`\\tfrac`, `\\left`/`\\right`, spacing, degrees, percent, dollars, thousands separators, `\\text{}` and
+   unit words, `x =` prefixes, AIME zero padding. Then values: numbers compare as exact fractions; constant
+   expressions (radicals, pi, i, trig/log) are evaluated, exactly where possible; expressions in single-letter
+   variables are compared at three generic points; tuples, intervals, sets (with `\\pm`), matrices
+   element-wise; word and choice answers as words. It decides ~97-99% of real pairs, wrong ones included.
+2. math-verify's symbolic comparison for the rest (relations, unions of intervals, `e`, subscripts, ...). It
+   runs in a separate "judge" process that the caller kills when it overruns `timeout`: math-verify's own
+   timeout is signal.alarm, which works only in the main thread of the main interpreter and cannot interrupt
+   sympy stuck in C (a huge integer power), so a hard limit needs a process boundary. Judges are started
+   with subprocess (not multiprocessing), so callers may be threads, daemonic pool workers or forked
+   children. A pair that times out counts as not equivalent (Verdict.method == "timeout").
 
 Verdicts of (normalised pred, normalised gold) are cached per process, so the k samples of one prompt that box
-the same answer cost one symbolic check.
+the same answer cost one symbolic check. Public API: split_think, normalize_tags, extract_boxed, extract_answer,
+is_equivalent, grade, Verdict, grade_many, equivalent_many (batches), judge_pair (verdict + method),
+normalize_answer, close_judges.
 """
 
 from __future__ import annotations

@@ -313,9 +313,10 @@ def unit_file(work: Path, unit: dict[str, Any], kind: str) -> Path:
     return work / f"unit-{unit['index']:05d}.{kind}.parquet"
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
+def _write_atomic(table: pa.Table, path: Path, compression: str = "lz4") -> None:
+    """Staging files use lz4 (written once, read back once: 5x faster to read than zstd); the dataset zstd."""
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression=compression)
     os.replace(tmp, path)
 
 
@@ -362,7 +363,7 @@ def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, adva
 
     def flush(table: pa.Table) -> None:
         nonlocal index
-        _write_atomic(conform(table, SFT_EXAMPLE), out_dir / f"train-{index:05d}.parquet")
+        _write_atomic(conform(table, SFT_EXAMPLE), out_dir / f"train-{index:05d}.parquet", compression="zstd")
         index += 1
 
     for unit, mask in zip(units, keep, strict=True):
