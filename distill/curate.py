@@ -437,7 +437,6 @@ def write_dataset(out: Path, cfg: CurateConfig, plan: dict[str, Any], selection:
     """Copy the selected rows into `data/train-%05d.parquet` (via a temp dir, swapped in at the end) and
     write `rejected.parquet`; returns the num_tokens of every row written."""
     from distill import curate_worker as worker
-
     from distill.log import progress
 
     tmp = out / WORK / "data"
