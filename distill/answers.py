@@ -10,25 +10,32 @@ Curate uses it to keep only correct traces, eval to score students; both must ag
 The R1 protocol: the answer is the last `\\boxed{...}` (or `\\fbox{...}`) AFTER `</think>`; a completion that never
 closes its reasoning has no answer, whatever it boxed while thinking. Comparison runs in two tiers:
 
-1. a cheap normalising path, in-process, microseconds: `\\dfrac`/`\\tfrac`, `\\left`/`\\right`, spacing, degrees,
-   percent, dollars, thousands separators, `\\text{}` and unit words, `x =` prefixes, AIME zero padding, then an
-   exact rational comparison of numbers, tuples, sets and intervals of numbers, and of word answers. It decides
-   most real pairs, wrong ones included.
-2. math-verify's symbolic comparison for what is left (radicals, expressions, matrices, pi, ...). It runs in a
-   separate "judge" process that the caller kills when it overruns `timeout`: math-verify's own timeout is
-   signal.alarm, which works only in the main thread of the main interpreter and cannot interrupt sympy stuck
-   in C (a huge integer power), so a hard limit needs a process boundary. Judges are started with
-   subprocess (not multiprocessing), so callers may be threads, daemonic pool workers or forked children.
-   A pair that times out counts as not equivalent (Verdict.method == "timeout").
+1. a cheap path, in-process, microseconds (Verdict.method exact, numeric or text). Normalisation first:
+   `\\dfrac`/`\\tfrac`, `\\left`/`\\right`, spacing, degrees, percent, dollars, thousands separators, `\\text{}` and
+   unit words, `x =` prefixes, AIME zero padding. Then values: numbers compare as exact fractions; constant
+   expressions (radicals, pi, i, trig/log) are evaluated, exactly where possible; expressions in single-letter
+   variables are compared at three generic points; tuples, intervals, sets (with `\\pm`), matrices
+   element-wise; word and choice answers as words. It decides ~97-99% of real pairs, wrong ones included.
+2. math-verify's symbolic comparison for the rest (relations, unions of intervals, `e`, subscripts, ...). It
+   runs in a separate "judge" process that the caller kills when it overruns `timeout`: math-verify's own
+   timeout is signal.alarm, which works only in the main thread of the main interpreter and cannot interrupt
+   sympy stuck in C (a huge integer power), so a hard limit needs a process boundary. Judges are started
+   with subprocess (not multiprocessing), so callers may be threads, daemonic pool workers or forked
+   children. A pair that times out counts as not equivalent (Verdict.method == "timeout").
 
 Verdicts of (normalised pred, normalised gold) are cached per process, so the k samples of one prompt that box
-the same answer cost one symbolic check.
+the same answer cost one symbolic check. Public API: split_think, normalize_tags, extract_boxed, extract_answer,
+is_equivalent, grade, Verdict, grade_many, equivalent_many (batches), judge_pair (verdict + method),
+normalize_answer, close_judges.
 """
 
 from __future__ import annotations
 
 import atexit
+import cmath
+import functools
 import json
+import math
 import os
 import re
 import select
@@ -177,6 +184,7 @@ _DECIMAL = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+)$")
 _FRAC = re.compile(r"^(?P<sign>[+-]?)\\frac\{(?P<num>[+-]?\d+)\}\{(?P<den>[+-]?\d+)\}$")
 _MIXED = re.compile(r"^(?P<sign>[+-]?)(?P<whole>\d+)\\frac\{(?P<num>\d+)\}\{(?P<den>\d+)\}$")
 _SLASH = re.compile(r"^(?P<num>[+-]?\d+)/(?P<den>[+-]?\d+)$")
+_BASE = re.compile(r"^(?P<digits>\d+)_\d+$")  # 52_8: digits in base 8; compared digit for digit, as math-verify does
 _CHOICE = re.compile(r"^\(?(?P<letter>[A-E])\)?$")
 _WORD = re.compile(r"^[a-z][a-z ]*[a-z]$")
 
@@ -253,13 +261,19 @@ def clean_answer(text: str) -> str:
     s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)  # \frac{1}2
     s = re.sub(r"\\sqrt\s*(\d|[a-zA-Z](?![a-zA-Z]))", r"\\sqrt{\1}", s)  # \sqrt2
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)  # 4210_{5} -> 4210_5
+    s = re.sub(r"\^\{(\w)\}", r"^\1", s)  # x^{2} -> x^2
     return _strip_delimiters(s).strip()
 
 
+_WHITESPACE = re.compile(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+")
+
+
+@functools.lru_cache(maxsize=65536)  # golds repeat k times per prompt, and answers repeat across samples
 def normalize_answer(text: str) -> str:
     """The canonical string of an answer: `clean_answer` without any whitespace, thousands separators,
     zero padding or choice parentheses; equal strings mean equal answers (the converse needs more work)."""
-    s = re.sub(r"\s+", "", clean_answer(text))
+    # drop all whitespace but the space that ends a command before a letter: `\\cot x` must not become `\\cotx`
+    s = _WHITESPACE.sub(lambda m: m.group(1) + " " if m.group(1) else "", clean_answer(text))
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
     if _INT.match(s):
@@ -276,6 +290,9 @@ def as_number(s: str) -> tuple[Fraction, bool] | None:
     try:
         if _INT.match(s):
             return Fraction(int(s)), False
+        base = _BASE.match(s)
+        if base:
+            return Fraction(int(base["digits"])), False
         if _DECIMAL.match(s):
             return Fraction(s), True
         for pattern in (_FRAC, _MIXED, _SLASH):
@@ -288,14 +305,242 @@ def as_number(s: str) -> tuple[Fraction, bool] | None:
     return None
 
 
-def _numbers_equal(a: tuple[Fraction, bool], b: tuple[Fraction, bool]) -> bool:
-    """Exact for integers and fractions; a decimal matches to 6 places, as math-verify rounds (3.210 = 3.21,
-    0.333333 = 1/3, but 0.33 != 1/3)."""
-    if a[0] == b[0]:
+_EVAL_TOKEN = re.compile(r"\d+(?:\.\d*)?|\.\d+|\\[a-zA-Z]+|\S")
+_FUNCTIONS = {
+    "\\sin": cmath.sin, "\\cos": cmath.cos, "\\tan": cmath.tan, "\\cot": lambda z: 1 / cmath.tan(z),
+    "\\sec": lambda z: 1 / cmath.cos(z), "\\csc": lambda z: 1 / cmath.sin(z), "\\ln": cmath.log,
+    "\\log": cmath.log, "\\exp": cmath.exp, "\\arcsin": cmath.asin, "\\arccos": cmath.acos, "\\arctan": cmath.atan,
+}
+_PRIMARY_START = {"(", "{", "\\frac", "\\sqrt", "\\pi", "i", *_FUNCTIONS}
+
+
+class _NotNumeric(Exception):
+    pass
+
+
+class _Evaluator:
+    """Exact-then-complex evaluation of a constant LaTeX expression: numbers, + - * / ^, \\frac, \\sqrt (and
+    \\sqrt[n]), \\pi, i, \\infty, implicit products (2\\sqrt{3}, 3\\pi, 2i). Rationals stay exact Fractions; an
+    irrational step switches to complex floats. Anything else (a variable, a function) raises _NotNumeric,
+    and so do results too large to compute quickly: this runs in the caller's process, with no time limit."""
+
+    def __init__(self, text: str, env: dict[str, complex] | None = None):
+        self.tokens = _EVAL_TOKEN.findall(text)
+        self.pos = 0
+        self.decimal = False
+        self.env = env or {}
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if token is None or (expected is not None and token != expected):
+            raise _NotNumeric
+        self.pos += 1
+        return token
+
+    def run(self):
+        value = self.expr()
+        if self.peek() is not None:
+            raise _NotNumeric
+        return value
+
+    def expr(self):
+        value = self.term()
+        while self.peek() in ("+", "-"):
+            op = self.take()
+            value = _arith(value, self.term(), op)
+        return value
+
+    def term(self):
+        value = self.factor()
+        while True:
+            token = self.peek()
+            if token in ("*", "/", "\\cdot", "\\times"):
+                self.take()
+                value = _arith(value, self.factor(), "/" if token == "/" else "*")
+            elif token is not None and (token[0].isdigit() or token in _PRIMARY_START or token in self.env):
+                value = _arith(value, self.factor(), "*")  # implicit product
+            else:
+                return value
+
+    def factor(self):
+        if self.peek() in ("+", "-"):
+            sign = self.take()
+            value = self.factor()
+            return -value if sign == "-" else value
+        base = self.primary()
+        if self.peek() == "^":
+            self.take()
+            return _power(base, self.factor() if self.peek() != "{" else self.group())
+        return base
+
+    def function(self, fn):
+        """`\\cot x`, `\\sin(2x)`, `\\sin^2 x`: an optional power, then a bracketed argument or, as LaTeX
+        writers mean it, the product of the plain factors that follow (`\\sin 2x` is sin(2x))."""
+        power = None
+        if self.peek() == "^":
+            self.take()
+            power = self.group()
+        if self.peek() in ("(", "{"):
+            argument = self.primary()
+        else:
+            argument = self.primary()
+            while self.peek() is not None and (self.peek()[0].isdigit() or self.peek() in self.env):
+                argument = _arith(argument, self.primary(), "*")
+        try:
+            value = fn(complex(argument))
+        except (ValueError, ZeroDivisionError, OverflowError):
+            raise _NotNumeric from None
+        return value if power is None else _power(value, power)
+
+    def group(self):
+        if self.peek() == "{":
+            self.take()
+            value = self.expr()
+            self.take("}")
+            return value
+        return self.primary()
+
+    def primary(self):
+        token = self.take()
+        if token[0].isdigit() or token[0] == ".":
+            self.decimal |= "." in token
+            return Fraction(token)
+        if token in ("(", "{"):
+            value = self.expr()
+            self.take(")" if token == "(" else "}")
+            return value
+        if token == "\\frac":
+            return _arith(self.group(), self.group(), "/")
+        if token == "\\sqrt":
+            index = Fraction(2)
+            if self.peek() == "[":
+                self.take()
+                index = self.expr()
+                self.take("]")
+            return _power(self.group(), 1 / index if isinstance(index, Fraction) and index else _not_numeric())
+        if token in _FUNCTIONS:
+            return self.function(_FUNCTIONS[token])
+        if token == "\\pi":
+            return complex(math.pi)
+        if token == "\\infty":
+            return complex(math.inf)
+        if token == "i":
+            return 1j
+        if token in self.env:
+            return self.env[token]
+        raise _NotNumeric
+
+
+def _not_numeric():
+    raise _NotNumeric
+
+
+def _arith(a, b, op: str):
+    try:
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        return a / b
+    except (ZeroDivisionError, OverflowError):
+        raise _NotNumeric from None
+
+
+def _power(base, exponent):
+    """base ** exponent, exact for rationals to integer powers and perfect roots; refuses huge results."""
+    if isinstance(exponent, Fraction) and isinstance(base, Fraction):
+        if exponent.denominator == 1:
+            size = max(abs(base.numerator), abs(base.denominator), 2).bit_length() * abs(exponent.numerator)
+            if size > 4096:
+                raise _NotNumeric  # 10^{10^{10}}: would take minutes (and gigabytes) to compute exactly
+            return base**exponent.numerator
+        root = _exact_root(base, exponent)
+        if root is not None:
+            return root
+    try:
+        value = complex(base) ** complex(exponent)
+    except (OverflowError, ZeroDivisionError):
+        raise _NotNumeric from None
+    if not cmath.isfinite(value):
+        raise _NotNumeric
+    return value
+
+
+def _exact_root(base: Fraction, exponent: Fraction) -> Fraction | None:
+    """base ** (p/q) when it is rational (sqrt(4/9) = 2/3), else None."""
+    if base < 0 or exponent.numerator > 64 or exponent.denominator > 16:
+        return None
+    q = exponent.denominator
+    num, den = round(base.numerator ** (1 / q)), round(base.denominator ** (1 / q))
+    if num**q == base.numerator and den**q == base.denominator:
+        return Fraction(num, den) ** exponent.numerator
+    return None
+
+
+def as_value(s: str, env: dict[str, complex] | None = None) -> tuple[Fraction | complex, bool] | None:
+    """(value, written with a decimal) of an answer: a plain number (exact), or an expression of numbers,
+    radicals, pi, i and the variables in `env`; None when it holds anything else."""
+    number = as_number(s)
+    if number is not None or len(s) > 200 or not s:
+        return number
+    evaluator = _Evaluator(s, env)
+    try:
+        value = evaluator.run()
+    except (_NotNumeric, ValueError, RecursionError):
+        return None
+    return value, evaluator.decimal
+
+
+def variables_of(s: str) -> set[str] | None:
+    """Single-letter variables of an expression; None when it uses `e` (Euler's number or a variable?) or a
+    subscripted name, which only the symbolic path can read."""
+    tokens = _EVAL_TOKEN.findall(s)
+    letters = {t for t in tokens if len(t) == 1 and t.isalpha() and t != "i"}
+    return None if "e" in letters or "_" in tokens else letters
+
+
+# Points at which two expressions in the same variables are compared. Polynomials and rational functions that
+# agree at three generic points (mixed signs, irrational-looking) are the same function for any answer a
+# contest asks for; one disagreement proves them different. Mixed signs separate sqrt(x^2) from x.
+_POINTS = [(0.5773502, 0.1371), (-1.3127641, 0.2263), (2.1731052, -0.3119)]
+
+
+def expressions_equal(pred: str, gold: str) -> bool | None:
+    """Compare two expressions in single-letter variables by evaluating both at the same generic points;
+    None when either cannot be evaluated (functions, relations, ...)."""
+    names = (variables_of(pred) or set()) | (variables_of(gold) or set())
+    if variables_of(pred) is None or variables_of(gold) is None or not names or len(names) > 6:
+        return None
+    for base, step in _POINTS:
+        env = {v: complex(base + step * k) for k, v in enumerate(sorted(names))}
+        a, b = as_value(pred, env), as_value(gold, env)
+        if a is None or b is None:
+            return None
+        if not _numbers_equal(a, b):
+            return False
+    return True
+
+
+def _numbers_equal(a: tuple[Fraction | complex, bool], b: tuple[Fraction | complex, bool]) -> bool:
+    """Exact for rationals; a decimal matches to 6 places, as math-verify rounds (3.210 = 3.21, 0.333333 = 1/3,
+    but 0.33 != 1/3 and 3.14159 != pi); other irrationals within a relative 1e-9, far below any difference
+    between two distinct contest answers."""
+    x, y = a[0], b[0]
+    if x == y:
         return True
+    if isinstance(x, Fraction) and isinstance(y, Fraction) and not (a[1] or b[1]):
+        return False
+    x, y = complex(x), complex(y)
+    if not (cmath.isfinite(x) and cmath.isfinite(y)):
+        return False
     if a[1] or b[1]:
-        return round(float(a[0]), 6) == round(float(b[0]), 6)
-    return False
+        return round(x.real, 6) == round(y.real, 6) and round(x.imag, 6) == round(y.imag, 6)
+    return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
 
 
 def _split_top_level(s: str) -> list[str]:
@@ -324,10 +569,15 @@ def _as_collection(s: str) -> tuple[str, list[str]] | None:
 
 
 def _numeric_collection(s: str) -> tuple[str, list[tuple[Fraction, bool]]] | None:
-    coll = _as_collection(s)
+    """A collection of constants; `a \\pm b` counts as the set {a + b, a - b}."""
+    coll = _as_collection(s) or (("set", [s]) if "\\pm" in s else None)
     if coll is None:
         return None
-    numbers = [as_number(x) for x in coll[1]]
+    items = coll[1]
+    if coll[0] == "set" and any("\\pm" in x for x in items):
+        items = [y for x in items for y in ([x.replace("\\pm", "+", 1), x.replace("\\pm", "-", 1)]
+                                            if x.count("\\pm") == 1 else [x])]
+    numbers = [as_value(x) for x in items]
     return (coll[0], numbers) if all(numbers) else None
 
 
@@ -335,8 +585,19 @@ def _collections_equal(a: tuple[str, list], b: tuple[str, list]) -> bool:
     if len(a[1]) != len(b[1]) or (a[0] == "set") != (b[0] == "set"):
         return False
     if a[0] == "set":
-        return all(_numbers_equal(x, y) for x, y in zip(sorted(a[1]), sorted(b[1]), strict=True))
+        return _same_multiset(a[1], b[1])
     return a[0] == b[0] and all(_numbers_equal(x, y) for x, y in zip(a[1], b[1], strict=True))
+
+
+def _same_multiset(xs: list, ys: list) -> bool:
+    """Unordered comparison of values (complex ones cannot be sorted): match each x to an unused equal y."""
+    unused = list(ys)
+    for x in xs:
+        match = next((i for i, y in enumerate(unused) if _numbers_equal(x, y)), None)
+        if match is None:
+            return False
+        unused.pop(match)
+    return True
 
 
 def cheap_verdict(pred: str, gold: str) -> tuple[bool, str] | None:
@@ -344,7 +605,7 @@ def cheap_verdict(pred: str, gold: str) -> tuple[bool, str] | None:
     decide the pair; None when only symbolic comparison can."""
     if pred == gold:
         return True, "exact"
-    a, b = as_number(pred), as_number(gold)
+    a, b = as_value(pred), as_value(gold)
     if a and b:
         return _numbers_equal(a, b), "numeric"
     ca, cb = _numeric_collection(pred), _numeric_collection(gold)
@@ -355,13 +616,48 @@ def cheap_verdict(pred: str, gold: str) -> tuple[bool, str] | None:
         return None
     if (a and cb) or (b and ca):
         return False, "numeric"  # one number against several
+    ma, mb = _matrix(pred), _matrix(gold)
+    if ma is not None and mb is not None:
+        return _matrices_equal(ma, mb), "numeric"
     if _CHOICE.match(gold) and _CHOICE.match(pred):
         return False, "text"  # two different choice letters (equal ones were caught above)
     if _WORD.match(pred) and _WORD.match(gold) and min(len(pred), len(gold)) >= 3:
         return pred == gold, "text"
     if (a and _WORD.match(gold)) or (b and _WORD.match(pred)):
         return False, "text"  # a number against a word answer ("Evelyn", "even")
+    if "=" not in pred + gold and "," not in pred + gold:
+        same = expressions_equal(pred, gold)
+        if same is not None:
+            return same, "numeric"
+    if (a and _varies(gold)) or (b and _varies(pred)):
+        return False, "numeric"  # a constant against an expression in x, or against an interval/union/tuple
     return None
+
+
+def _varies(s: str) -> bool:
+    """Not a single constant: has a free single-letter variable (`\\cot x`), or is a union, tuple or matrix."""
+    if "\\cup" in s or s.startswith("\\begin") or len(_split_top_level(s)) > 1:
+        return True
+    names = variables_of(s)
+    return bool(names) and not re.search(r"\\text|\\operatorname|\\mathrm", s)
+
+
+_MATRIX = re.compile(r"^\\begin\{([pbv]?matrix)\}(.*)\\end\{\1\}$", re.S)
+
+
+def _matrix(s: str) -> list[list[tuple]] | None:
+    """Rows of constant values of a pmatrix/bmatrix/matrix; None if it is not one or holds non-constants."""
+    m = _MATRIX.match(s)
+    if not m:
+        return None
+    rows = [[as_value(cell) for cell in row.split("&")] for row in m.group(2).split("\\\\") if row.strip()]
+    return rows if rows and all(all(row) for row in rows) else None
+
+
+def _matrices_equal(a: list[list[tuple]], b: list[list[tuple]]) -> bool:
+    if [len(r) for r in a] != [len(r) for r in b]:
+        return False
+    return all(_numbers_equal(x, y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True))
 
 
 # ---------------------------------------------------------------- the symbolic path, in a judge process

@@ -91,6 +91,34 @@ def teachers() -> None:
     Console().print(table)
 
 
+def _cur(name: str) -> str:
+    from distill.curate import CurateConfig
+
+    return help_for(CurateConfig, name)
+
+
+@app.command()
+def curate(
+    src: str = typer.Argument(..., help=_cur("src")),
+    out: Optional[str] = typer.Option(None, "--out", help=_cur("out")),
+    eval_data_dir: Optional[str] = typer.Option(None, help=_cur("eval_data_dir")),
+    tokenizer: Optional[str] = typer.Option(None, help=_cur("tokenizer")),
+    num_proc: Optional[int] = typer.Option(None, help=_cur("num_proc")),
+    dataset_name: Optional[str] = typer.Option(None, help=_cur("dataset_name")),
+    force: bool = typer.Option(False, "--force", help=_cur("force")),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Filter teacher traces into an SFT dataset: verify answers, filter, dedup, decontaminate (resumable)."""
+    from distill.config import load_config
+    from distill.curate import CurateConfig
+    from distill.curate import curate as run
+
+    values = {"src": src, "out": out, "eval_data_dir": eval_data_dir, "tokenizer": tokenizer, "num_proc": num_proc,
+              "dataset_name": dataset_name, "force": force or None}
+    run(load_config(CurateConfig, config, set_ or [], values))
+
+
 @app.command(name="sft")
 def sft_command(
     recipe: str = typer.Argument(..., help="Recipe YAML (recipes/qwen1_5b.yaml, ...): student, datasets, sft, lora, launch."),
@@ -150,7 +178,6 @@ def evaluate(
     values["force"] = force or None
     values["tasks"] = tasks.split(",") if tasks else None
     run(load_config(EvalConfig, config, set_ or [], values))
-
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""

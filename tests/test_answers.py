@@ -3,6 +3,7 @@ and a hard time limit that holds in threads and in daemonic pool workers."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,7 @@ def test_cheap_path_decides_numbers_without_sympy(table_verdicts):
         ("$\\boxed{90^\\circ}$.", "90"),
         ("\\text{Evelyn}", "evelyn"),
         ("4210_{5}", "4210_5"),
+        ("e^{2}", "e^2"),
     ],
 )
 def test_normalize_answer(text, expected):
@@ -150,12 +152,12 @@ def test_normalize_tags_user_pairs_and_template_opened_block():
 def test_grade_and_grade_many_agree():
     completions = [
         "<think>\n...\n</think>\n\n$\\boxed{025}$",
-        "<think>\n...\n</think>\n\n$\\boxed{\\sqrt{117}}$",
+        "<think>\n...\n</think>\n\n$\\boxed{(e^x)^2}$",
         "<think>\n... \\boxed{25}",
         "<think>\n...\n</think>\n\nThe answer is 25.",
         "<think>\n...\n</think>\n\n\\boxed{26}",
     ]
-    golds = ["25", "3\\sqrt{13}", "25", "25", "25"]
+    golds = ["25", "e^{2x}", "25", "25", "25"]
     single = [grade(c, g) for c, g in zip(completions, golds, strict=True)]
     assert single == grade_many(completions, golds)
     assert [v.correct for v in single] == [True, True, False, False, False]
@@ -164,30 +166,71 @@ def test_grade_and_grade_many_agree():
 
 
 def test_symbolic_verdicts_are_cached():
-    assert is_equivalent("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}")
-    assert (normalize_answer("\\frac{1}{\\sqrt{2}}"), normalize_answer("\\frac{\\sqrt{2}}{2}")) in answers._CACHE
+    assert is_equivalent("(e^t)^2", "e^{2t}")  # `e`, Euler's number or a variable: only sympy decides
+    assert (normalize_answer("(e^t)^2"), normalize_answer("e^{2t}")) in answers._CACHE
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("3\\sqrt{13}", 3 * 13**0.5),
+        ("\\frac{\\sqrt{3}}{3}", 3**0.5 / 3),
+        ("-\\frac{\\pi}{6}", -3.141592653589793 / 6),
+        ("6-5i", 6 - 5j),
+        ("11(\\sqrt{5}+1)", 11 * (5**0.5 + 1)),
+        ("\\sqrt[3]{27}", 3),
+        ("6.72\\times10^{-5}", 6.72e-5),
+    ],
+)
+def test_constant_expressions_are_evaluated_without_sympy(text, value):
+    got = answers.as_value(normalize_answer(text))
+    assert got is not None and abs(complex(got[0]) - value) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("(x-1)(x^4+x^2+1)", "x^5-x^4+x^3-x^2+x-1", True),
+        ("\\sqrt{x^2}", "x", False),  # a negative point tells |x| from x
+        ("\\frac{a+b}{2}", "\\frac{b+a}{2}", True),
+        ("ab+2a+5b+10", "(a+2)(b+5)", False),
+        ("\\sin(2x)", "2\\sin x\\cos x", True),
+        ("\\cot(x)", "\\cot x", True),
+        ("\\tan x", "\\cot x", False),
+    ],
+)
+def test_expressions_are_compared_at_generic_points(pred, gold, expected):
+    assert answers.judge_pair(pred, gold) == (expected, "numeric")
+
+
+def test_evaluation_refuses_what_it_cannot_do_quickly_or_exactly():
+    assert answers.as_value("10^{10^{10}}") is None  # left to the judge, which has a time limit
+    assert answers.as_value("x+1") is None  # a variable, with no value given
+    assert answers.expressions_equal("e^x", "e^{x}") is None  # e: Euler's number or a variable? sympy decides
+    assert answers.as_value("2^{100}")[0] == 2**100  # rationals stay exact: 2^100 + 1 != 2^100
 
 
 def test_a_hanging_sympy_expression_cannot_hang_the_caller():
-    answers.judge_pair("\\sqrt{4}", "2")  # start the judge first: its startup is not the pair's time
+    answers.judge_pair("(e^y)^2", "e^{2y}")  # start the judge first: its startup is not billed to the pair
     start = time.monotonic()
     assert answers.judge_pair(HANGS_SYMPY, "5", timeout=1.0) == (False, "timeout")
-    assert time.monotonic() - start < 2.5
-    assert is_equivalent("\\sqrt{9}", "3")  # a fresh judge takes over
+    assert time.monotonic() - start < 5
+    assert is_equivalent("(e^z)^2", "e^{2z}")  # a fresh judge takes over
 
 
 def test_hard_timeout_holds_in_threads():
     """math-verify's SIGALRM timeout raises in threads; ours works there (eval scores from threads)."""
-    pairs = [(HANGS_SYMPY, "5"), ("\\sqrt{8}", "2\\sqrt{2}"), ("\\sqrt{8}", "3\\sqrt{2}")]
+    # the hanging pair gets 1 s; the others a generous limit, since a loaded CI machine is slow to warm up sympy
+    pairs = [(HANGS_SYMPY, "5", 1.0), ("(e^x)^2", "e^{2x}", 30.0), ("e^{x}", "e^{2x}", 30.0)]
     start = time.monotonic()
     with ThreadPoolExecutor(3) as ex:
-        got = list(ex.map(lambda p: answers.judge_pair(*p, timeout=1.0), pairs))
+        got = list(ex.map(lambda p: answers.judge_pair(*p), pairs))
     assert got == [(False, "timeout"), (True, "symbolic"), (False, "symbolic")]
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < 60
 
 
 def _in_pool_worker(pair):
-    return answers.judge_pair(*pair, timeout=1.0)
+    return answers.judge_pair(*pair)
 
 
 def test_hard_timeout_holds_in_daemonic_pool_workers():
@@ -195,7 +238,7 @@ def test_hard_timeout_holds_in_daemonic_pool_workers():
     plain subprocess, so it works there too."""
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
-        got = pool.map(_in_pool_worker, [(HANGS_SYMPY, "5"), ("\\sqrt{8}", "2\\sqrt{2}")])
+        got = pool.map(_in_pool_worker, [(HANGS_SYMPY, "5", 1.0), ("(e^x)^2", "e^{2x}", 30.0)])
     assert got == [(False, "timeout"), (True, "symbolic")]
 
 
@@ -206,3 +249,58 @@ def test_prose_answers_are_normalised_in_linear_time():
     prose = "indeed28Idon'seeanyflawsinthisreasoning,thecross-verification " * 40 + "confirms it. So 28 pizzas"
     assert answers.cheap_verdict(normalize_answer(prose), normalize_answer("28")) in (None, (False, "numeric"))
     assert normalize_answer("864 \\text{ square inches}") == "864"
+
+
+# ---------------------------------------------------------------- agreement with real labels
+
+
+@pytest.fixture(scope="module")
+def real(shared_data):
+    rows = [json.loads(line) for line in (shared_data / "real_traces" / "skythought_math_traces.jsonl").open()]
+    golds = {json.loads(line)["problem"].strip(): json.loads(line)["answer"]
+             for line in (shared_data / "math500.jsonl").open()}
+    verdicts = grade_many([normalize_tags(r["completion"]) for r in rows], [r["reference_answer"] for r in rows])
+    return rows, verdicts, golds
+
+
+def test_agreement_with_the_source_labels_on_finished_traces(real):
+    """On the 276 traces that finished (end-of-solution tag), we agree with the source's evaluator
+    (Qwen2.5-Math's) on 273. The 3 others, read one by one (benchmarks/README.md): two references that
+    the source's harness mangled (a pmatrix lost its `\\\\` rows: `\\begin{pmatrix}-18-4996\\end{pmatrix}`),
+    where our verdict against the original MATH-500 answer is "correct" like theirs; and one solution that
+    never boxes its answer ("tan A = 2"), which the source reads from plain text and the R1 protocol does not.
+    Threshold 97%: at most ~2% of finished traces may differ for reasons like these."""
+    rows, verdicts, golds = real
+    finished = [(r, v) for r, v in zip(rows, verdicts, strict=True) if "<|end_of_solution|>" in r["completion"]]
+    disagree = [(r, v) for r, v in finished if v.correct != r["label_correct"]]
+    assert len(finished) == 276
+    assert len(finished) - len(disagree) >= 0.97 * len(finished)
+    for r, v in disagree:
+        original = golds.get(r["problem"].strip())
+        if v.answer is None:
+            assert "\\boxed" not in split_think(normalize_tags(r["completion"]))[1]  # nothing boxed to grade
+        else:
+            assert "pmatrix" in r["reference_answer"] and is_equivalent(v.answer, original)
+
+
+def test_unfinished_traces_have_no_answer_under_the_r1_protocol(real):
+    """364 traces hit the length limit. The source still counted 135 of them correct, from a box written
+    inside the unfinished reasoning; we grade only a box after </think>, so every disagreement there is such
+    a row (and overall agreement is 511/640 = 80%)."""
+    rows, verdicts, _ = real
+    unfinished = [(r, v) for r, v in zip(rows, verdicts, strict=True) if "<|end_of_solution|>" not in r["completion"]]
+    disagree = [(r, v) for r, v in unfinished if v.correct != r["label_correct"]]
+    assert len(unfinished) == 364
+    assert all(r["label_correct"] and v.method == "no_answer" for r, v in disagree)
+    assert len(disagree) <= 130
+
+
+def test_equivalence_agrees_with_the_source_on_its_own_extractions(real):
+    """Given the answer string the source's evaluator extracted, our equivalence agrees with its label on
+    635/640. The 5 others: an empty reference and an empty answer counted correct; `(5)(2)` vs a
+    reference mangled to `(+5)(b+2)`; `1` vs `100` (Qwen's evaluator accepts x = 100x as a percentage);
+    and two running-text "answers" its extractor took from unboxed prose."""
+    rows, _, _ = real
+    verdicts = equivalent_many([(r["source_pred"], r["reference_answer"]) for r in rows])
+    agree = sum(ok == r["label_correct"] for (ok, _), r in zip(verdicts, rows, strict=True))
+    assert agree >= 0.99 * len(rows)
