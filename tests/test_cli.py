@@ -13,12 +13,23 @@ HEAVY = ("torch", "transformers", "datasets", "trl", "lm_eval", "vllm", "pyarrow
 
 
 def test_importing_the_cli_pulls_in_no_heavy_library():
-    code = "import sys, distill.cli; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    code = "import sys, distill, distill.cli; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "", f"imported at start-up: {res.stdout.strip()}"
 
 
-@pytest.mark.parametrize("command", ["generate", "teachers", "sft", "eval"])
+def test_stages_import_as_functions_with_the_cli_names():
+    import inspect
+
+    import distill
+
+    for name in ("generate", "curate", "sft", "evaluate"):
+        assert inspect.isfunction(getattr(distill, name)), name
+    for name in ("GenerateConfig", "CurateConfig", "SFTRecipe", "EvalConfig"):
+        assert inspect.isclass(getattr(distill, name)), name
+
+
+@pytest.mark.parametrize("command", ["generate", "teachers", "curate", "sft", "eval"])
 def test_every_command_has_help(command):
     res = run_cli(command, "--help")
     assert res.returncode == 0 and "Usage" in res.stdout
