@@ -128,6 +128,9 @@ def _open_vllm(spec: ModelSpec):
         pretrained=spec.model, dtype=spec.dtype, tensor_parallel_size=spec.tensor_parallel,
         data_parallel_size=spec.data_parallel, max_model_len=spec.max_model_len, seed=spec.seed,
         gpu_memory_utilization=spec.gpu_memory_utilization, batch_size="auto",
+        # vLLM would otherwise take the model's generation_config.json (top_k, repetition_penalty, ...) as
+        # sampling defaults, which the R1 protocol does not have; the hf backend clears them the same way.
+        generation_config="vllm",
     )
 
 
