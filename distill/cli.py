@@ -88,7 +88,7 @@ def teachers() -> None:
         )
         table.add_row(t.name, t.model_id, "yes" if t.reasoning else "no", f"{t.temperature} / {t.top_p}",
                       f"{t.max_tokens:,}", serving or "-")
-    Console().print(table)
+    Console(width=None if Console().is_terminal else 160).print(table)  # logs and pipes: no truncated ids
 
 
 def _cur(name: str) -> str:
