@@ -221,7 +221,7 @@ def input_columns(path: Path) -> list[str]:
                                                    or pa.types.is_floating(schema.field("answer").type))
     expected = pa.schema([TRACE.field(n) for n in REQUIRED + OPTIONAL
                           if (n in schema.names or n in REQUIRED) and not (n == "answer" and numeric_answer)])
-    validate(schema, expected, str(path))
+    validate(schema, expected, str(path), kind="trace")
     return [n for n in REQUIRED + OPTIONAL if n in schema.names]
 
 
