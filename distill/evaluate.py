@@ -333,12 +333,30 @@ def choose_backend(cfg: EvalConfig) -> str:
     return "hf"
 
 
+def _quiet_git_probe() -> None:
+    """lm-eval records the git hash of the working directory by running git with stderr attached, which prints
+    'fatal: not a git repository' in the middle of our progress outside a checkout; ask git quietly instead."""
+    import subprocess
+
+    import lm_eval.evaluator
+
+    def git_hash() -> str | None:
+        try:
+            res = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True)
+        except OSError:  # no git on this machine
+            return None
+        return (res.stdout.strip() or None) if res.returncode == 0 else None
+
+    lm_eval.evaluator.get_git_commit_hash = git_hash
+
+
 def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: Path) -> dict[str, Any]:
     """Generate k samples per problem through lm-eval, then write samples/<task>.jsonl and the metrics."""
     import lm_eval
 
     from distill.log import progress
 
+    _quiet_git_probe()
     k = task.config.repeats
     problems = min(cfg.limit, len(task.eval_docs)) if cfg.limit else len(task.eval_docs)
     with progress(f"eval {ref.short}", total=problems * k, unit="samples") as bar:
