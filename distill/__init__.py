@@ -3,35 +3,24 @@
     from distill import generate, GenerateConfig
     out_dir = generate(GenerateConfig(teacher="deepseek-r1", prompts="prompts.jsonl", out="runs/gen"))
 
-Stages are importable functions `stage(config) -> Path`; the names are re-exported lazily so that
-`import distill` (and `distill --help`) never pulls in torch.
+Every stage is an importable function `stage(config) -> Path` with the CLI's names. Stage modules import
+torch, transformers, lm_eval... inside their functions, so `import distill` (and `distill --help`) stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
-# public name -> module that defines it
-_EXPORTS = {
-    "generate": "distill.generate",
-    "GenerateConfig": "distill.generate",
-    "curate": "distill.curate",
-    "CurateConfig": "distill.curate",
-    "sft": "distill.sft",
-    "SFTRecipe": "distill.sft",
-    "evaluate": "distill.evaluate",
-    "EvalConfig": "distill.evaluate",
-    "demo": "distill.demo",
-    "DemoConfig": "distill.demo",
-    "DistillError": "distill.errors",
-}
+# The stage functions are bound here eagerly, after their modules: a submodule import binds the *module* to the
+# package attribute of the same name (distill.curate), and `from distill import curate` must give the function.
+from distill.errors import DistillError  # noqa: E402
+from distill.generate import GenerateConfig, generate  # noqa: E402
+from distill.curate import CurateConfig, curate  # noqa: E402
+from distill.sft import SFTRecipe, load_recipe, sft  # noqa: E402
+from distill.evaluate import EvalConfig, evaluate  # noqa: E402
 
-__all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'distill' has no attribute {name!r}")
+__all__ = [
+    "__version__", "DistillError",
+    "generate", "GenerateConfig", "curate", "CurateConfig", "sft", "SFTRecipe", "load_recipe",
+    "evaluate", "EvalConfig",
+]

@@ -88,8 +88,96 @@ def teachers() -> None:
         )
         table.add_row(t.name, t.model_id, "yes" if t.reasoning else "no", f"{t.temperature} / {t.top_p}",
                       f"{t.max_tokens:,}", serving or "-")
-    Console().print(table)
+    Console(width=None if Console().is_terminal else 160).print(table)  # logs and pipes: no truncated ids
 
+
+def _cur(name: str) -> str:
+    from distill.curate import CurateConfig
+
+    return help_for(CurateConfig, name)
+
+
+@app.command()
+def curate(
+    src: str = typer.Argument(..., help=_cur("src")),
+    out: Optional[str] = typer.Option(None, "--out", help=_cur("out")),
+    eval_data_dir: Optional[str] = typer.Option(None, help=_cur("eval_data_dir")),
+    tokenizer: Optional[str] = typer.Option(None, help=_cur("tokenizer")),
+    num_proc: Optional[int] = typer.Option(None, help=_cur("num_proc")),
+    dataset_name: Optional[str] = typer.Option(None, help=_cur("dataset_name")),
+    force: bool = typer.Option(False, "--force", help=_cur("force")),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Filter teacher traces into an SFT dataset: verify answers, filter, dedup, decontaminate (resumable)."""
+    from distill.config import load_config
+    from distill.curate import CurateConfig
+    from distill.curate import curate as run
+
+    values = {"src": src, "out": out, "eval_data_dir": eval_data_dir, "tokenizer": tokenizer, "num_proc": num_proc,
+              "dataset_name": dataset_name, "force": force or None}
+    run(load_config(CurateConfig, config, set_ or [], values))
+
+
+@app.command(name="sft")
+def sft_command(
+    recipe: str = typer.Argument(..., help="Recipe YAML (recipes/qwen1_5b.yaml, ...): student, datasets, sft, lora, launch."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Where the model goes (overrides output_dir)."),
+    force: bool = typer.Option(False, "--force", help="Train into an output dir that holds another recipe's run."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Fine-tune a student on curated traces; resumes from the last checkpoint when re-run."""
+    from distill.sft import load_recipe, sft
+
+    overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
+    sft(load_recipe(recipe, overrides))
+
+
+def _ev(name: str) -> str:
+    from distill.evaluate import EvalConfig
+
+    return help_for(EvalConfig, name)
+
+
+@app.command("eval")
+def evaluate(
+    model: Optional[str] = typer.Option(None, "--model", help=_ev("model")),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help=_ev("tasks")),
+    out: Optional[str] = typer.Option(None, "--out", help=_ev("out")),
+    backend: Optional[str] = typer.Option(None, "--backend", help=_ev("backend")),
+    samples: Optional[int] = typer.Option(None, "--samples", "-k", help=_ev("samples")),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=_ev("max_tokens")),
+    limit: Optional[int] = typer.Option(None, "--limit", help=_ev("limit")),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_ev("data_dir")),
+    published: Optional[str] = typer.Option(None, "--published", help=_ev("published")),
+    think_prefill: Optional[bool] = typer.Option(None, "--think-prefill/--no-think-prefill",
+                                                 help=_ev("think_prefill")),
+    temperature: Optional[float] = typer.Option(None, help=_ev("temperature")),
+    top_p: Optional[float] = typer.Option(None, help=_ev("top_p")),
+    seed: Optional[int] = typer.Option(None, help=_ev("seed")),
+    dtype: Optional[str] = typer.Option(None, help=_ev("dtype")),
+    batch_size: Optional[int] = typer.Option(None, help=_ev("batch_size")),
+    tensor_parallel: Optional[int] = typer.Option(None, help=_ev("tensor_parallel")),
+    data_parallel: Optional[int] = typer.Option(None, help=_ev("data_parallel")),
+    gpu_memory_utilization: Optional[float] = typer.Option(None, help=_ev("gpu_memory_utilization")),
+    max_model_len: Optional[int] = typer.Option(None, help=_ev("max_model_len")),
+    base_url: Optional[str] = typer.Option(None, help=_ev("base_url")),
+    served_model: Optional[str] = typer.Option(None, help=_ev("served_model")),
+    api_key_env: Optional[str] = typer.Option(None, help=_ev("api_key_env")),
+    concurrency: Optional[int] = typer.Option(None, help=_ev("concurrency")),
+    force: bool = typer.Option(False, "--force", help=_ev("force")),
+    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Evaluate a model on AIME / MATH-500 under the R1 protocol and report it beside the published numbers."""
+    from distill.config import load_config
+    from distill.evaluate import EvalConfig
+    from distill.evaluate import evaluate as run
+
+    values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config", "EvalConfig")}
+    values["force"] = force or None
+    values["tasks"] = tasks.split(",") if tasks else None
+    run(load_config(EvalConfig, config, set_ or [], values))
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""

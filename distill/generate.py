@@ -11,6 +11,7 @@ one row per prompt x sample, id "{prompt_id}/{sample}") and `OUT/manifest.json`.
 from __future__ import annotations
 
 import hashlib
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,8 @@ class GenerateConfig:
     concurrency: int = option(64, help="Requests in flight at once (openai backend).")
     request_timeout: float = option(3600.0, help="Seconds before one request is abandoned and retried (openai).")
     max_retries: int = option(8, help="Retries of a request on 429/5xx/timeouts before it is left for a re-run.")
+    retry_backoff_s: float = option(1.0, help="Base of the exponential retry backoff in seconds (full jitter, "
+                                    "capped at 60 s; a server's Retry-After wins).")
     tensor_parallel: int | None = option(None, help="vLLM tensor parallel size; default: the teacher's hint.")
     pipeline_parallel: int | None = option(None, help="vLLM pipeline parallel size (across nodes via Ray).")
     data_parallel: int = option(1, help="vLLM engine replicas on this node, on disjoint GPUs.")
@@ -87,10 +90,10 @@ def generate(cfg: GenerateConfig) -> Path:
                            cfg.split, cfg.subset, cfg.limit)
     out = Path(cfg.out)
     started = now()
-    with DirLock(out, "distill generate"):
+    with DirLock(out, "distill generate"), ExitStack() as stack:
         history = check_resume(out, sampling, cfg.force)
         # ------------------------------------------------------------ what is left to do
-        writer = ShardWriter(out / "traces", "traces", trace_schema(prompts), cfg.shard_rows)
+        writer = stack.enter_context(ShardWriter(out / "traces", "traces", trace_schema(prompts), cfg.shard_rows))
         todo = [(i, s) for i in range(prompts.num_rows) for s in range(cfg.num_samples)
                 if f"{prompts['id'][i].as_py()}/{s}" not in writer]
         manifest = dict(stage="generate", config={**to_dict(cfg), "resolved": sampling}, started_at=started,
@@ -213,6 +216,7 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, 
         get_logger().warning("interrupted: finished rows are kept; re-run the same command to resume")
     finally:
         backend.close()
+    stats.update(getattr(backend, "stats", {}))  # e.g. the openai backend's retries
     stats["seconds"] = round(time.monotonic() - start, 2)
     return stats
 
@@ -223,7 +227,7 @@ def backend_options(cfg: GenerateConfig, teacher, sampling):
     hint = teacher.serving.get(cfg.gpu_type.lower(), {})
     return BackendOptions(
         model=sampling["model"], base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
-        request_timeout=cfg.request_timeout, max_retries=cfg.max_retries,
+        request_timeout=cfg.request_timeout, max_retries=cfg.max_retries, retry_backoff_s=cfg.retry_backoff_s,
         tensor_parallel=cfg.tensor_parallel or hint.get("tensor_parallel", 1),
         pipeline_parallel=cfg.pipeline_parallel or hint.get("pipeline_parallel", 1),
         data_parallel=cfg.data_parallel, max_model_len=cfg.max_model_len or teacher.max_model_len,

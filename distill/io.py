@@ -87,7 +87,7 @@ class ShardWriter:
         self._buffer: list[dict[str, Any]] = []
         self._buffer_ids: set[str] = set()
         self.recovered_rows = self._recover_journal()
-        self._journal = self.journal_path.open("a", encoding="utf-8")
+        self._journal = None  # opened at the first row, so a run that fails before it leaves no file behind
 
     def _remove_temp_files(self) -> None:
         for tmp in self.dir.glob(f".{self.prefix}-*.parquet.tmp"):
@@ -124,6 +124,8 @@ class ShardWriter:
             return False
         self._buffer.append(row)
         self._buffer_ids.add(row["id"])
+        if self._journal is None:
+            self._journal = self.journal_path.open("a", encoding="utf-8")
         self._journal.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         self._journal.flush()  # into the OS page cache: survives SIGKILL of this process
         if len(self._buffer) >= self.shard_rows:
@@ -135,8 +137,9 @@ class ShardWriter:
         if not self._buffer:
             return
         self._write_shard()
-        self._journal.seek(0)
-        self._journal.truncate()
+        if self._journal is not None:
+            self._journal.seek(0)
+            self._journal.truncate()
 
     def _write_shard(self) -> None:
         if not self._buffer:
@@ -157,8 +160,13 @@ class ShardWriter:
 
     def close(self) -> None:
         self.commit()
-        self._journal.close()
+        self._close_journal()
         self.journal_path.unlink(missing_ok=True)
+
+    def _close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -169,7 +177,7 @@ class ShardWriter:
         if exc[0] is None:
             self.close()
         else:
-            self._journal.close()
+            self._close_journal()
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -112,7 +112,7 @@ def _family(t: pa.DataType) -> str:
     return str(t)
 
 
-def validate(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
+def validate(actual: pa.Schema, expected: pa.Schema, where: str, kind: str | None = None) -> None:
     """Fail with one line naming every missing column and wrong type; extra columns are fine. An all-null
     column (pyarrow's `null` type, e.g. `answer` when no prompt has one) matches any type."""
     from distill.errors import DistillError
@@ -125,7 +125,7 @@ def validate(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
             if not pa.types.is_null(got) and _family(got) != _family(f.type):
                 wrong.append(f"{f.name} is {got}, expected {f.type}")
     if missing or wrong:
-        kind = next((k for k, s in NAMES.items() if s.equals(expected)), "record")
+        kind = kind or next((k for k, s in NAMES.items() if s.equals(expected)), "record")
         parts = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + wrong
         raise DistillError(
             f"{where} does not match the {kind} schema: {'; '.join(parts)} (see DESIGN.md, record schemas)"

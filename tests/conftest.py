@@ -7,6 +7,7 @@ Everything runs offline on CPU: the model is initialised from a config (no downl
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,11 @@ def build_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen2Config
 
     tok = AutoTokenizer.from_pretrained(ASSETS / "tiny_tokenizer")
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True)
     config = Qwen2Config(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None, **overrides,
+        vocab_size=len(tok), eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+        **{**shape, **overrides},
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
@@ -60,3 +62,92 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         [sys.executable, "-m", "distill", *map(str, args)], cwd=cwd or REPO, capture_output=True, text=True,
         env={**os.environ, **(env or {})}, timeout=timeout,
     )
+
+
+TEACHER_REPLY = "<think>\nAdd the two numbers: 2 + 3 = 5.\n</think>\n\nThe answer is $\\boxed{5}$."
+
+
+def build_parrot_model(path: Path, reply: str = TEACHER_REPLY, steps: int = 250, seed: int = 0) -> Path:
+    """A tiny model trained to answer every prompt with `reply` and then EOS: a deterministic stand-in for
+    a reasoning teacher (a random model's output would never contain a think block or stop)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    build_tiny_model(path, seed=seed, hidden_size=64, intermediate_size=128)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    # prompts of many lengths, with and without the R1 instruction line, so the reply does not depend on them
+    rng = random.Random(seed)
+    words = "Let find the value of $x$ if sum of all real numbers triangle area circle integer prime".split()
+    problems = []
+    for i in range(200):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(2, 20))) + f" {i}?"
+        problems.append(text + ("\nPlease reason step by step, and put your final answer within \\boxed{}." if i % 2 else ""))
+    reply_ids = tok(reply + tok.eos_token, add_special_tokens=False)["input_ids"]
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        batch = [problems[i] for i in torch.randint(len(problems), (8,), generator=gen)]
+        ids, labels = [], []
+        for p in batch:
+            prompt = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            ids.append(p_ids + reply_ids)
+            labels.append([-100] * len(p_ids) + reply_ids)
+        width = max(map(len, ids))
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+        label_t = torch.tensor([y + [-100] * (width - len(y)) for y in labels])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=label_t).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def parrot_model(tmp_path_factory) -> Path:
+    """See build_parrot_model: replies TEACHER_REPLY + EOS to any short prompt."""
+    return build_parrot_model(tmp_path_factory.mktemp("parrot") / "model")
+
+
+def start_stub_server(*args: str, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+    """Start tests/openai_server.py (a fault-injecting OpenAI-compatible server); returns (process, base_url)."""
+    import select
+
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "openai_server.py"), *args],
+                            stdout=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise RuntimeError(f"stub server did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
+
+
+@pytest.fixture
+def stub_server():
+    """Factory: stub_server('--faults', '500,429') -> base_url; every server is stopped after the test."""
+    procs = []
+
+    def start(*args: str) -> str:
+        proc, url = start_stub_server(*args)
+        procs.append(proc)
+        return url
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

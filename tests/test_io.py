@@ -48,7 +48,7 @@ def test_journal_recovers_uncommitted_rows_and_drops_torn_line(tmp_path):
     w = ShardWriter(tmp_path, "traces", SCHEMA, shard_rows=100)
     for r in rows(range(5)):
         w.add(r)
-    w._journal.close()  # simulate death: nothing committed, journal on disk
+    w._close_journal()  # simulate death: nothing committed, journal on disk
     with open(tmp_path / ".traces.journal.jsonl", "a") as f:
         f.write('{"id": "99", "val')  # torn last line
     (tmp_path / ".traces-00007.parquet.tmp").write_bytes(b"half a shard")

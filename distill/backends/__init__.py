@@ -62,6 +62,7 @@ class BackendOptions:
     concurrency: int = 64
     request_timeout: float = 3600.0
     max_retries: int = 8
+    retry_backoff_s: float = 1.0
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     data_parallel: int = 1

@@ -116,7 +116,10 @@ def run_chunk(engine, chunk: list[Request], model: str) -> list[Completion]:
     params = [
         SamplingParams(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed) for r in chunk
     ]
-    outputs = engine.generate(texts, params, use_tqdm=False)
+    # The chat template already wrote the BOS token: encode without adding another (a doubled BOS measurably
+    # changes R1's outputs).
+    prompts = [{"prompt_token_ids": tokenizer.encode(t, add_special_tokens=False)} for t in texts]
+    outputs = engine.generate(prompts, params, use_tqdm=False)
     done = []
     for request, text, out in zip(chunk, texts, outputs):
         sample = out.outputs[0]

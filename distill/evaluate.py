@@ -1,0 +1,510 @@
+"""Stage 4, `distill eval`: a student on AIME and MATH-500 under the R1 protocol, beside the published numbers.
+
+    distill eval --model runs/sft/final --tasks aime,math500 --data-dir ../shared/data
+    evaluate(EvalConfig(model="runs/sft/final", tasks=["aime", "math500"], out="runs/eval"))
+
+Reads a model (a local directory, e.g. an sft output, or a hub id) and the lm-eval tasks under `eval/`
+(`aime` = distill_aime24 + distill_aime25, `math500` = distill_math500; any `eval/<family>/distill_<name>.yaml`
+is found by `<name>`). Writes to OUT: `results.json` (metrics per task and the protocol), `samples/<task>.jsonl`
+(every sample: id, response, extracted answer, verdict), `report.md` + `report.png` (beside the published
+DeepSeek-R1-Distill and DeepSeek-R1 numbers), `manifest.json` (lineage back through sft, curate, generate).
+Tasks run one after another and each is saved when done: re-running the same command skips finished tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from distill.config import option, to_dict
+from distill.errors import DistillError
+
+EVAL_DIR = Path(os.environ.get("DISTILL_EVAL_DIR", Path(__file__).resolve().parent.parent / "eval"))
+TASK_PREFIX = "distill_"
+
+
+@dataclass
+class EvalConfig:
+    model: str = option(help="Model to evaluate: a model directory (e.g. an sft output) or a hub id. With "
+                        "--backend openai, where to read the served model's tokenizer from.")
+    tasks: list[str] = option(["aime", "math500"], help="Tasks, comma-separated: aime (= aime24, aime25), "
+                              "aime24, aime25, math500, or any eval/<family>/distill_<name>.yaml by <name>.")
+    out: str | None = option(None, help="Output directory (default runs/eval/<model name>). Re-running with "
+                             "the same OUT skips the tasks already finished there.")
+    backend: Literal["vllm", "hf", "openai"] | None = option(
+        None, help="vllm (GPU), hf (transformers: CPU or one GPU), openai (a served model at --base-url). "
+        "Default: openai with --base-url, else vllm where installed with a GPU, else hf.")
+    samples: int | None = option(None, help="Samples per problem (k); default per task: 64 AIME, 4 MATH-500.")
+    max_tokens: int = option(32768, help="Max new tokens per sample (R1 protocol: 32768). A sample that "
+                             "reaches it without closing </think> counts as wrong.")
+    temperature: float = option(0.6, help="Sampling temperature (R1 protocol: 0.6).")
+    top_p: float = option(0.95, help="Nucleus sampling top-p (R1 protocol: 0.95).")
+    limit: int | None = option(None, help="Evaluate only the first N problems of each task (for smoke tests: "
+                               "the numbers are then not comparable to published ones).")
+    data_dir: str | None = option(None, help="Read the eval sets from DIR/aime24.jsonl, aime25.jsonl, "
+                                  "math500.jsonl (id, problem, answer) instead of the hub (needed offline).")
+    think_prefill: bool = option(True, help="Start the answer with '<think>\\n' after the chat template's "
+                                 "generation prompt (DeepSeek's usage advice for R1 models).")
+    published: str | None = option(None, help="Published model to compare with, by name (e.g. "
+                                   "DeepSeek-R1-Distill-Qwen-1.5B); default: matched from the model's lineage.")
+    seed: int = option(1234, help="Base seed of sampling (each sample of the openai backend derives its own).")
+    dtype: str = option("auto", help="Weights dtype for hf/vllm (auto, bfloat16, float16, float32).")
+    batch_size: int | None = option(None, help="hf backend: samples generated at once (default 8).")
+    tensor_parallel: int = option(1, help="vllm: GPUs per model replica (tensor parallel).")
+    data_parallel: int = option(1, help="vllm: model replicas (data parallel, through Ray).")
+    gpu_memory_utilization: float = option(0.9, help="vllm: share of GPU memory for weights and KV cache.")
+    max_model_len: int | None = option(None, help="vllm: context length; default the longest prompt + "
+                                       "--max-tokens, so that no prompt is truncated.")
+    base_url: str | None = option(None, help="openai backend: server URL, e.g. http://localhost:8000/v1.")
+    served_model: str | None = option(None, help="openai backend: the model name the server knows "
+                                      "(default: --model).")
+    api_key_env: str | None = option(None, help="openai backend: environment variable holding the API key.")
+    concurrency: int = option(64, help="openai backend: requests in flight.")
+    task_dirs: list[str] = option([], help="More lm-eval task folders to search besides eval/.")
+    force: bool = option(False, help="Replace results in OUT that were made with another protocol.")
+
+    def __post_init__(self) -> None:
+        self.tasks = [t.strip() for item in self.tasks for t in str(item).split(",") if t.strip()]
+        if not self.tasks:
+            raise DistillError("--tasks is empty; name at least one task, e.g. --tasks aime,math500")
+        for name, value in (("--samples", self.samples), ("--limit", self.limit), ("--max-tokens", self.max_tokens)):
+            if value is not None and value < 1:
+                raise DistillError(f"{name} must be a positive number, not {value}")
+        if self.temperature < 0:
+            raise DistillError(f"--temperature must be >= 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise DistillError(f"--top-p must be in (0, 1], not {self.top_p}")
+
+
+@dataclass
+class TaskRef:
+    """One task to run: its short name (results key, samples file) and its lm-eval config."""
+
+    short: str
+    name: str
+    config: dict[str, Any]  # the YAML config with includes resolved (functions unresolved)
+
+    @property
+    def data_file(self) -> str | None:
+        return (self.config.get("metadata") or {}).get("data_file")
+
+
+def evaluate(cfg: EvalConfig) -> Path:
+    from distill.io import DirLock, now
+    from distill.report import write_report
+
+    started = now()
+    out = Path(cfg.out or Path("runs") / "eval" / Path(cfg.model.rstrip("/")).name)
+    manager, refs = resolve_tasks(cfg)
+    check_data(cfg, refs)
+    with DirLock(out, "distill eval"):
+        # ------------------------------------------------------------ what is left to do
+        results = read_results(out)
+        todo = plan(results, refs, cfg, out)
+        # ------------------------------------------------------------ generate and score
+        if todo:
+            run_tasks(cfg, manager, todo, out, results)
+        # ------------------------------------------------------------ report and lineage
+        finish_results(out, cfg, results)
+        write_report(out, results)
+        write_eval_manifest(out, cfg, results, started)
+    print_eval_summary(out, results, [r.short for r in refs])
+    return out
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def resolve_tasks(cfg: EvalConfig):
+    """Short names -> lm-eval tasks found under eval/ (and --task-dirs): `aime` is the tag distill_aime."""
+    from lm_eval.tasks import TaskManager
+
+    dirs = [EVAL_DIR, *map(Path, cfg.task_dirs)]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise DistillError(f"task folder {missing[0]} not found; set DISTILL_EVAL_DIR to the eval/ folder of a "
+                           "distill checkout, or fix --task-dirs")
+    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False, metadata=task_metadata(cfg))
+    index = manager.task_index
+    refs: dict[str, TaskRef] = {}
+    for name in cfg.tasks:
+        full = next((n for n in (TASK_PREFIX + name, name) if n in index), None)
+        if full is None:
+            known = sorted({_short(n) for n in manager.all_subtasks} | {_short(n) for n in manager.all_tags})
+            raise DistillError(f"unknown task '{name}'; choose from {', '.join(known)} (tasks are "
+                               f"eval/<family>/distill_<name>.yaml)")
+        members = sorted(index[full].tags) if full in manager.all_tags else [full]
+        for member in members:
+            refs.setdefault(member, TaskRef(_short(member), member, dict(index[member].cfg or {})))
+    return manager, list(refs.values())
+
+
+def _short(name: str) -> str:
+    return name[len(TASK_PREFIX):] if name.startswith(TASK_PREFIX) else name
+
+
+def task_metadata(cfg: EvalConfig) -> dict[str, Any]:
+    """The run-time knobs every task reads (distill.eval_tasks.protocol_config)."""
+    return {
+        "samples": cfg.samples,
+        "max_tokens": cfg.max_tokens,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "think_prefill": cfg.think_prefill,
+        "data_dir": str(Path(cfg.data_dir).expanduser().resolve()) if cfg.data_dir else None,
+    }
+
+
+def check_data(cfg: EvalConfig, refs: list[TaskRef]) -> None:
+    if cfg.data_dir is None:
+        return
+    data_dir = Path(cfg.data_dir).expanduser()
+    if not data_dir.is_dir():
+        raise DistillError(f"--data-dir {cfg.data_dir} is not a directory; pass the folder holding "
+                           f"{', '.join(r.data_file for r in refs if r.data_file)}")
+    for ref in refs:
+        if not ref.data_file:
+            raise DistillError(f"task {ref.name} names no metadata.data_file, so it cannot read --data-dir")
+        if not (data_dir / ref.data_file).is_file():
+            raise DistillError(f"{data_dir / ref.data_file} not found: --data-dir must hold {ref.data_file} "
+                               f"(JSON lines with id, problem, answer) for task {ref.short}")
+
+
+def fingerprint(cfg: EvalConfig, ref: TaskRef) -> dict[str, Any]:
+    """Everything that decides a task's numbers: a re-run with the same fingerprint reuses them."""
+    from distill.io import manifest_sha256
+
+    source = model_manifest_dir(cfg.model)
+    gen = ref.config.get("generation_kwargs") or {}
+    return {
+        "model": cfg.model,
+        "model_manifest_sha256": manifest_sha256(source) if source else None,
+        "task_version": (ref.config.get("metadata") or {}).get("version"),
+        "k": cfg.samples or int(ref.config.get("repeats", 1)),
+        "max_tokens": cfg.max_tokens,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "think_prefill": cfg.think_prefill,
+        "limit": cfg.limit,
+        "data": data_source(cfg, ref),
+        "stop": gen.get("until", []),
+        "seed": cfg.seed,
+    }
+
+
+def data_source(cfg: EvalConfig, ref: TaskRef) -> str:
+    if cfg.data_dir:
+        return str((Path(cfg.data_dir).expanduser() / ref.data_file).resolve())
+    return f"{ref.config.get('dataset_path')} ({ref.config.get('test_split')} split)"
+
+
+# ---------------------------------------------------------------- resuming
+
+
+def read_results(out: Path) -> dict[str, Any]:
+    path = out / "results.json"
+    if not path.is_file():
+        return {"tasks": {}}
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise DistillError(f"{path} is not valid JSON; delete it (and samples/) or choose another --out") from None
+    results.setdefault("tasks", {})
+    return results
+
+
+def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Path) -> list[TaskRef]:
+    """Tasks still to run: a task finished with the same fingerprint is kept; another fingerprint is refused
+    unless --force (its numbers would silently be replaced)."""
+    from distill.log import get_logger
+
+    others = sorted(n for n, t in results["tasks"].items() if t.get("fingerprint", {}).get("model") != cfg.model)
+    if others and not cfg.force:
+        model = results["tasks"][others[0]].get("fingerprint", {}).get("model")
+        raise DistillError(f"{out} holds results of another model ({model}: {', '.join(others)}); use a new --out, "
+                           "or --force to drop them")
+    for name in others:  # --force: one report per model
+        del results["tasks"][name]
+        (out / "samples" / f"{name}.jsonl").unlink(missing_ok=True)
+    todo = []
+    for ref in refs:
+        old = results["tasks"].get(ref.short)
+        new = fingerprint(cfg, ref)
+        if old and old.get("fingerprint") == new:
+            get_logger().info(f"{ref.short}: already evaluated with this protocol; keeping it")
+            continue
+        if old and not cfg.force:
+            before = old.get("fingerprint", {})
+            diff = "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in new.items() if before.get(k) != v)
+            raise DistillError(f"{out} holds {ref.short} results made with another protocol ({diff}); use a new "
+                               "--out, or --force to replace them")
+        todo.append(ref)
+    return todo
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any]) -> None:
+    """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
+    and save it at once."""
+    from distill.eval_models import open_model
+    from distill.scoring import clear_cache
+
+    tasks = load_tasks(manager, todo)
+    tokenizer, spec = model_spec(cfg, tasks)
+    lm = open_model(spec)
+    results["backend"] = spec.backend
+    for ref in todo:
+        results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out)
+        results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref)
+        write_json(out / "results.json", results)  # a crash in the next task keeps this one
+        clear_cache()
+
+
+def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
+    try:
+        return manager.load([r.name for r in refs])["tasks"]
+    except Exception as err:  # noqa: BLE001 - datasets/hub raise many kinds; all mean "could not load the data"
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise DistillError(f"could not load the eval data of {', '.join(r.short for r in refs)} ({first}); "
+                           "pass --data-dir with aime24.jsonl, aime25.jsonl, math500.jsonl when offline") from None
+
+
+def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
+    """The backend and context length: long enough for the longest prompt plus --max-tokens, checked
+    against what the model supports, so no prompt is truncated."""
+    from distill.eval_models import ModelSpec, context_limit, load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model)
+    longest = max(prompt_tokens(tokenizer, task, cfg) for task in tasks.values())
+    needed = longest + cfg.max_tokens
+    backend = choose_backend(cfg)
+    if backend != "openai":
+        limit = context_limit(cfg.model)
+        if limit is not None and needed > limit:
+            raise DistillError(f"the longest prompt ({longest} tokens) + --max-tokens {cfg.max_tokens} = {needed} "
+                               f"exceeds the {limit} positions of '{cfg.model}'; pass --max-tokens {limit - longest} "
+                               "or less (the report then notes the shorter budget), or give the model more positions")
+    if cfg.max_model_len is not None and cfg.max_model_len < needed:
+        raise DistillError(f"--max-model-len {cfg.max_model_len} < longest prompt {longest} + --max-tokens "
+                           f"{cfg.max_tokens}; prompts would be truncated: raise it or lower --max-tokens")
+    return tokenizer, ModelSpec(
+        model=cfg.model, backend=backend, max_model_len=cfg.max_model_len or needed, max_tokens=cfg.max_tokens,
+        seed=cfg.seed, dtype=cfg.dtype, batch_size=cfg.batch_size, tensor_parallel=cfg.tensor_parallel,
+        data_parallel=cfg.data_parallel, gpu_memory_utilization=cfg.gpu_memory_utilization,
+        base_url=cfg.base_url, served_model=cfg.served_model, api_key_env=cfg.api_key_env,
+        concurrency=cfg.concurrency,
+    )
+
+
+def prompt_tokens(tokenizer, task, cfg: EvalConfig) -> int:
+    """Tokens of the longest prompt of a task, rendered as the backends will render it."""
+    from distill.eval_tasks import add_think_prefill, doc_to_text
+
+    docs = list(task.eval_docs)[: cfg.limit] if cfg.limit else list(task.eval_docs)
+    longest = 0
+    for doc in docs:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": doc_to_text(doc)}], tokenize=False,
+                                             add_generation_prompt=True)
+        text = add_think_prefill(text) if cfg.think_prefill else text
+        longest = max(longest, len(tokenizer(text, add_special_tokens=False).input_ids))
+    return longest
+
+
+def choose_backend(cfg: EvalConfig) -> str:
+    import importlib.util
+
+    from distill.log import get_logger
+
+    if cfg.backend:
+        return cfg.backend
+    if cfg.base_url:
+        return "openai"
+    if importlib.util.find_spec("vllm") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return "vllm"
+    get_logger().info("vLLM with a GPU is not available here: using the hf backend (fine for small models)")
+    return "hf"
+
+
+def _quiet_git_probe() -> None:
+    """lm-eval records the git hash of the working directory by running git with stderr attached, which prints
+    'fatal: not a git repository' in the middle of our progress outside a checkout; ask git quietly instead."""
+    import subprocess
+
+    import lm_eval.evaluator
+
+    def git_hash() -> str | None:
+        try:
+            res = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True)
+        except OSError:  # no git on this machine
+            return None
+        return (res.stdout.strip() or None) if res.returncode == 0 else None
+
+    lm_eval.evaluator.get_git_commit_hash = git_hash
+
+
+def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: Path) -> dict[str, Any]:
+    """Generate k samples per problem through lm-eval, then write samples/<task>.jsonl and the metrics."""
+    import lm_eval
+
+    from distill.log import progress
+
+    _quiet_git_probe()
+    k = task.config.repeats
+    problems = min(cfg.limit, len(task.eval_docs)) if cfg.limit else len(task.eval_docs)
+    with progress(f"eval {ref.short}", total=problems * k, unit="samples") as bar:
+        lm.progress = bar
+        try:
+            raw = lm_eval.simple_evaluate(
+                model=lm, tasks=[task], task_manager=manager, limit=cfg.limit, apply_chat_template=True,
+                log_samples=True, random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+            )
+        except Exception as err:
+            if cfg.backend == "openai" or cfg.base_url:
+                if _is_network_error(err):
+                    raise DistillError(f"the server at {cfg.base_url} failed during {ref.short} ({type(err).__name__}: "
+                                       f"{str(err)[:200]}); finished tasks are saved: re-run to resume") from None
+            raise
+        finally:
+            lm.progress = None
+    return score_and_write(raw, task, ref, tokenizer, getattr(lm, "token_counts", {}), cfg, out)
+
+
+def response_tokens(counts: dict[str, int], responses: list[str], tokenizer) -> list[int]:
+    """Tokens of each response as the backend counted them while generating; re-tokenized where it did not."""
+    missing = [r for r in responses if r not in counts]
+    fresh = dict(zip(missing, map(len, tokenizer(missing, add_special_tokens=False).input_ids), strict=True)) \
+        if missing else {}
+    return [counts[r] if r in counts else fresh[r] for r in responses]
+
+
+def _is_network_error(err: BaseException) -> bool:
+    """A failure of the connection or the server (after lm-eval's retries), not a bug of ours."""
+    import asyncio
+
+    return isinstance(err, (OSError, asyncio.TimeoutError)) or type(err).__module__.split(".")[0] in (
+        "aiohttp", "tenacity", "requests", "urllib3")
+
+
+def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_counts: dict[str, int],
+                    cfg: EvalConfig, out: Path) -> dict:
+    """Per-sample records (the same cached verdicts process_results computed) and the task's metrics."""
+    from distill.scoring import score_problem, summarize
+
+    records, scores, tokens = [], [], []
+    for sample in sorted(raw["samples"][ref.name], key=lambda s: s["doc_id"]):
+        doc, responses = sample["doc"], list(sample["resps"][0])
+        score = score_problem(responses, doc["answer"])
+        lengths = response_tokens(lm_counts, responses, tokenizer)
+        scores.append(score)
+        tokens.append(lengths)
+        prompt = sample["arguments"][0][0]
+        for i, response in enumerate(responses):
+            records.append({
+                "id": doc["id"], "sample": i, "reference": doc["answer"], "answer": score.answers[i],
+                "correct": score.correct[i], "truncated": score.truncated[i], "tokens": lengths[i],
+                "prompt": prompt, "response": response,
+            })
+    write_jsonl(out / "samples" / f"{ref.short}.jsonl", records)
+    metrics = summarize(scores, tokens, max_tokens=cfg.max_tokens)
+    reported = raw["results"][ref.name].get("pass@1,none")
+    assert reported is None or abs(reported - metrics["pass@1"]) < 1e-9, (
+        f"lm-eval's pass@1 {reported} differs from the samples' {metrics['pass@1']}: scoring is not deterministic"
+    )
+    return {"task": ref.name, "version": task.VERSION, "data": data_source(cfg, ref), "limit": cfg.limit,
+            **metrics}
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any]) -> None:
+    """Top-level fields of results.json: the model, the protocol, lineage and published rows to compare."""
+    from distill.io import package_versions, read_manifest
+    from distill.report import lineage_summary, load_published, match_published
+    from distill.teachers import R1_PROMPT_SUFFIX
+
+    source = model_manifest_dir(cfg.model)
+    manifest = read_manifest(source) if source else None
+    lineage = lineage_summary(manifest, cfg.model)
+    results.update({
+        "model": cfg.model,
+        "protocol": {
+            "chat_template": True, "system_prompt": None, "user_prompt": "{problem}\n" + R1_PROMPT_SUFFIX,
+            "think_prefill": "<think>\\n" if cfg.think_prefill else None, "stop": "EOS only",
+            "temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
+            "samples_per_problem": {name: t["k"] for name, t in results["tasks"].items()},
+            "limit": cfg.limit, "seed": cfg.seed,
+            "grader": "distill.answers: last \\boxed{} after </think>; no </think> (truncated) = wrong",
+            "pass@1_stderr": "sample standard deviation of per-problem pass@1 over sqrt(problems)",
+            "cons@k": "majority vote over extracted answers; equivalent answers vote together",
+            "pass@k": "unbiased estimator of Chen et al. 2021 at k = samples per problem",
+        },
+        "lineage": lineage,
+        "published": match_published(load_published(EVAL_DIR / "published.yaml"), cfg.model, lineage, cfg.published),
+        "versions": package_versions(),
+    })
+    write_json(out / "results.json", results)
+
+
+def model_manifest_dir(model: str) -> Path | None:
+    """Where the model's manifest is: its own directory, or the parent when the model is the final/ folder
+    of an sft run."""
+    from distill.io import read_manifest
+
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None
+    if read_manifest(path) is not None:
+        return path
+    parent = read_manifest(path.parent)
+    return path.parent if parent and parent.get("stage") == "sft" else None
+
+
+def write_eval_manifest(out: Path, cfg: EvalConfig, results: dict[str, Any], started: str) -> None:
+    from distill.io import write_manifest
+
+    source = model_manifest_dir(cfg.model)
+    counts = {name: {"problems": t["n"], "samples": t["samples"], "pass@1": round(t["pass@1"], 4)}
+              for name, t in results["tasks"].items()}
+    write_manifest(out, "eval", config=to_dict(cfg), inputs=[source] if source else [], counts=counts,
+                   started_at=started, extra={"backend": results.get("backend")})
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) -> None:
+    from distill.log import print_summary
+
+    rows: dict[str, Any] = {"output": str(out)}
+    for name in shorts:
+        t = results["tasks"][name]
+        err = f" ± {100 * t['pass@1_stderr']:.1f}" if t.get("pass@1_stderr") is not None else ""
+        rows[f"{name} pass@1 (k={t['k']}, n={t['n']})"] = f"{100 * t['pass@1']:.1f}{err}"
+        rows[f"{name} cons@k / truncated"] = f"{100 * t['cons@k']:.1f} / {100 * t['truncated']:.1f}%"
+    student = (results.get("published") or {}).get("student")
+    if student:
+        rows["published beside it"] = student["name"]
+    rows["report"] = str(out / "report.md")
+    print_summary("distill eval", rows)
