@@ -1,14 +1,14 @@
 """The demo's task pack: long sums of small numbers, solved step by step with running totals.
 
-    task = SumTask()                                   # ten one-digit terms
+    task = SumTask()                                   # eight one-digit terms
     rows = task.prompts("train", 2000)                 # PROMPT rows; "test" rows never repeat a train problem
     solve([3, 8, 5])                                   # Solution(think='running totals: 03, 11, 16', answer='16')
 
 A prompt row:
-    {"id": "sum10x1-train-00000", "problem": "What is 3 + 8 + 5 + 9 + 2 + 7 + 4 + 6 + 1 + 8?", "answer": "53",
-     "source": "distill-arithmetic/sum10x1"}
+    {"id": "sum8x1-train-00000", "problem": "What is 3 + 8 + 5 + 9 + 2 + 7 + 4 + 6?", "answer": "44",
+     "source": "distill-arithmetic/sum8x1"}
 
-Why this task: the answer needs ten dependent additions. A tiny transformer asked for the answer directly has
+Why this task: the answer needs eight dependent additions. A tiny transformer asked for the answer directly has
 to do all of them in one forward pass and only guesses near the mean; written out as running totals, every
 step is one small addition whose inputs sit at fixed distances (the previous total, and the term it adds), and
 a ~1M-parameter model learns it in a few hundred steps. The totals are zero-padded to the width of a prompt
@@ -43,7 +43,7 @@ class Solution(NamedTuple):
 class SumTask:
     """Sums of `terms` numbers of `digits` digits each."""
 
-    terms: int = 10
+    terms: int = 8
     digits: int = 1
 
     def __post_init__(self) -> None:
