@@ -18,9 +18,10 @@ from distill.generate import GenerateConfig, generate  # noqa: E402
 from distill.curate import CurateConfig, curate  # noqa: E402
 from distill.sft import SFTRecipe, load_recipe, sft  # noqa: E402
 from distill.evaluate import EvalConfig, evaluate  # noqa: E402
+from distill.demo import DemoConfig, demo  # noqa: E402
 
 __all__ = [
     "__version__", "DistillError",
     "generate", "GenerateConfig", "curate", "CurateConfig", "sft", "SFTRecipe", "load_recipe",
-    "evaluate", "EvalConfig",
+    "evaluate", "EvalConfig", "demo", "DemoConfig",
 ]

@@ -188,6 +188,40 @@ def evaluate(
     values["tasks"] = tasks.split(",") if tasks else None
     run(load_config(EvalConfig, config, set_ or [], values))
 
+
+def _demo(name: str) -> str:
+    from distill.demo import DemoConfig
+
+    return help_for(DemoConfig, name)
+
+
+@app.command()
+def demo(
+    quick: bool = typer.Option(False, "--quick", help=_demo("quick")),
+    out: Optional[str] = typer.Option(None, "--out", help=_demo("out")),
+    train_problems: Optional[int] = typer.Option(None, help=_demo("train_problems")),
+    test_problems: Optional[int] = typer.Option(None, help=_demo("test_problems")),
+    max_steps: Optional[int] = typer.Option(None, help=_demo("max_steps")),
+    eval_samples: Optional[int] = typer.Option(None, help=_demo("eval_samples")),
+    seed: Optional[int] = typer.Option(None, help=_demo("seed")),
+    force: bool = typer.Option(False, "--force", help=_demo("force")),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Run generate -> curate -> sft -> eval offline on a built-in task: traces vs answers-only vs untrained."""
+    import os
+
+    from distill.config import load_config
+    from distill.demo import DemoConfig
+    from distill.demo import demo as run
+
+    # Before torch starts OpenMP: idle threads sleep instead of spinning, which keeps a busy shared CPU
+    # (other jobs, CI neighbours) from slowing every tiny matrix product several-fold.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    values = {k: v for k, v in locals().items() if k not in ("set_", "run", "load_config", "DemoConfig", "os")}
+    values.update(quick=quick or None, force=force or None)
+    run(load_config(DemoConfig, None, set_ or [], values))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
     from distill.errors import DistillError

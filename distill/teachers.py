@@ -76,6 +76,15 @@ TEACHERS: dict[str, TeacherSpec] = {
                 "a100-80gb": {"tensor_parallel": 2, "pipeline_parallel": 1, "nodes": 1},
             },
         ),
+        TeacherSpec(
+            name="arithmetic",
+            model_id="arithmetic",
+            description="the demo's program teacher: step-by-step sums, 4% each of wrong, truncated, looping "
+            "and mixed-language traces (rates: --model 'arithmetic?wrong_answer=0.1')",
+            max_tokens=1024,  # its longest traces (the repetition loops) are ~500 tokens
+            max_model_len=2048,
+            backend="arithmetic",
+        ),
     ]
 }
 

@@ -23,13 +23,13 @@ def test_stages_import_as_functions_with_the_cli_names():
 
     import distill
 
-    for name in ("generate", "curate", "sft", "evaluate"):
+    for name in ("generate", "curate", "sft", "evaluate", "demo"):
         assert inspect.isfunction(getattr(distill, name)), name
     for name in ("GenerateConfig", "CurateConfig", "SFTRecipe", "EvalConfig"):
         assert inspect.isclass(getattr(distill, name)), name
 
 
-@pytest.mark.parametrize("command", ["generate", "teachers", "curate", "sft", "eval"])
+@pytest.mark.parametrize("command", ["generate", "teachers", "curate", "sft", "eval", "demo"])
 def test_every_command_has_help(command):
     res = run_cli(command, "--help")
     assert res.returncode == 0 and "Usage" in res.stdout

@@ -78,6 +78,7 @@ BACKENDS: dict[str, str] = {
     "vllm": "distill.backends.vllm",
     "openai": "distill.backends.openai",
     "transformers": "distill.backends.hf",
+    "arithmetic": "distill.backends.arithmetic",  # the demo's program teacher (CPU, no model)
 }
 
 

@@ -1,0 +1,22 @@
+"""Hooks of the arithmetic tasks: the R1-protocol hooks shared by every family (distill/eval_tasks.py) plus the
+loader that generates the held-out problems of the demo's task pack."""
+
+from distill.eval_tasks import ReasoningTask, doc_to_text, grade_all, process_docs, process_results
+
+__all__ = ["ReasoningTask", "doc_to_text", "grade_all", "load_problems", "process_docs", "process_results"]
+
+
+def load_problems(terms=10, digits=1, n=200, seed=0, data_dir=None, data_file=None, **metadata):
+    """The test split of SumTask(terms, digits) (problems no train prompt of the task can contain), or the file
+    `data_dir/data_file` when --data-dir is given (`distill demo` writes its held-out set there)."""
+    from pathlib import Path
+
+    import datasets
+
+    from distill.tasks.arithmetic import SumTask
+
+    if data_dir:
+        path = Path(data_dir).expanduser() / data_file
+        return datasets.DatasetDict({"test": datasets.Dataset.from_json(str(path))})
+    rows = SumTask(int(terms), int(digits)).prompts("test", int(n), int(seed))
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})

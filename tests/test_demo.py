@@ -1,0 +1,132 @@
+"""`distill demo --quick` through the real CLI: every artifact, manifests linked stage to stage, the flawed traces
+dropped by their own reasons, and the trace-trained student ahead of the untrained one on held-out problems."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from conftest import run_cli
+from test_arithmetic import classify
+
+from distill.io import find_stage, manifest_sha256, read_parquet, read_shards
+
+# child stage dir -> the dir its manifest must name as its input
+LINKS = {
+    "curate": "generate",
+    "curate_answers_only": "curate",
+    "sft_traces": "curate",
+    "sft_answers_only": "curate_answers_only",
+    "eval_traces": "sft_traces",
+    "eval_answers_only": "sft_answers_only",
+    "eval_untrained": "student_init",
+}
+ARTIFACTS = [
+    "prompts/train.jsonl", "prompts/arithmetic_test.jsonl", "generate/traces/traces-00000.parquet",
+    "curate/data/train-00000.parquet", "curate/README.md", "curate/curation_report.json", "curate/rejected.parquet",
+    "curate_answers_only/data/train-00000.parquet", "student_init/model.safetensors", "student_init/tokenizer.json",
+    "sft_traces/model.safetensors", "sft_traces/recipe.yaml", "sft_traces/training_curve.png",
+    "sft_answers_only/model.safetensors", "eval_traces/results.json", "eval_traces/samples/arithmetic.jsonl",
+    "eval_answers_only/results.json", "eval_untrained/results.json", "results.json", "report.png", "report.md",
+    "manifest.json",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "runs"
+    result = run_cli("demo", "--quick", "--out", out, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out, result
+
+
+def manifest(out, name):
+    return json.loads((out / name / "manifest.json").read_text())
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_every_artifact_and_prints_the_table(quick_demo):
+    out, result = quick_demo
+    missing = [a for a in ARTIFACTS if not (out / a).is_file()]
+    assert not missing, missing
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "trained on traces" in result.stdout and "untrained" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["accuracy"]) == {"traces", "answers_only", "untrained"}
+    assert results["training"]["traces"]["steps"] == results["training"]["answers_only"]["steps"]
+    assert all(seconds >= 0 for seconds in results["wall_time_s"].values())
+
+
+@pytest.mark.slow
+def test_every_manifest_links_to_the_stage_before_it(quick_demo):
+    out, _ = quick_demo
+    for child, parent in LINKS.items():
+        [source] = manifest(out, child)["inputs"]
+        assert source["path"] == str((out / parent).resolve()), child
+        assert source["manifest_sha256"] == manifest_sha256(out / parent), child
+    # from the eval report back to the teacher, through sft and curate
+    traces_eval = manifest(out, "eval_traces")
+    assert [e["stage"] for e in traces_eval["lineage"]] == ["sft", "curate", "generate"]
+    assert find_stage(traces_eval, "generate")["config"]["teacher"] == "arithmetic"
+    assert {i["path"] for i in manifest(out, ".")["inputs"]} == {
+        str((out / f"eval_{n}").resolve()) for n in ("traces", "answers_only", "untrained")}
+
+
+@pytest.mark.slow
+def test_curate_dropped_each_flawed_trace_by_its_own_reason(quick_demo):
+    out, _ = quick_demo
+    traces = read_shards(out / "generate" / "traces", "traces").to_pylist()
+    kind = {t["id"]: classify(t["completion"], t["finish_reason"], t["answer"]) for t in traces}
+    rejected = {r["id"]: r["reason"] for r in read_parquet(out / "curate" / "rejected.parquet").to_pylist()}
+    flawed = {i: k for i, k in kind.items() if k != "correct"}
+    assert set(Counter(flawed.values())) == {"truncated", "wrong_answer", "repetition", "mixed_language"}
+    assert rejected == flawed  # every flawed trace dropped for its flaw, no correct trace dropped
+    counts = json.loads((out / "curate" / "curation_report.json").read_text())["counts"]
+    assert counts["kept"] == Counter(kind.values())["correct"]
+    assert {r: n for r, n in counts["dropped"].items() if n} == dict(Counter(flawed.values()))
+    kept = read_shards(out / "curate" / "data", "train").to_pylist()
+    stripped = read_shards(out / "curate_answers_only" / "data", "train").to_pylist()
+    assert [r["id"] for r in kept] == [r["id"] for r in stripped]
+    assert all(r["messages"][1]["content"].startswith("<think>\n\n</think>\n\nThe answer is \\boxed{")
+               for r in stripped)
+
+
+@pytest.mark.slow
+def test_the_trace_trained_student_beats_the_untrained_one(quick_demo):
+    out, _ = quick_demo
+    accuracy = json.loads((out / "results.json").read_text())["accuracy"]
+    assert accuracy["untrained"] == 0.0
+    assert accuracy["traces"] > accuracy["untrained"] + 0.05
+    # held out: no test problem was a train prompt
+    problems = lambda f: {json.loads(line)["problem"] for line in (out / "prompts" / f).open()}  # noqa: E731
+    assert not problems("train.jsonl") & problems("arithmetic_test.jsonl")
+
+
+def test_demo_refuses_bad_settings_in_one_line(tmp_path):
+    result = run_cli("demo", "--out", tmp_path / "d", "--set", "terms=12")
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "terms" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    result = run_cli("demo", "--quick", "--out", busy)
+    assert result.returncode == 2 and "holds no demo" in result.stderr
+    assert (busy / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_second_run_resumes_every_stage_and_keeps_the_figures(quick_demo):
+    out, _ = quick_demo
+    before = json.loads((out / "results.json").read_text())
+    model = (out / "sft_traces" / "model.safetensors").stat().st_mtime_ns
+    result = run_cli("demo", "--quick", "--out", out, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    after = json.loads((out / "results.json").read_text())
+    assert after["accuracy"] == before["accuracy"] and after["curation"] == before["curation"]
+    # nothing retrained, and each stage still reports what it cost when it ran, not the ~0 s of skipping it
+    assert (out / "sft_traces" / "model.safetensors").stat().st_mtime_ns == model
+    assert after["wall_time_s"] == before["wall_time_s"]
+    # a demo of another size is refused rather than mixed into this one
+    result = run_cli("demo", "--out", out, "--max-steps", "7")
+    assert result.returncode == 2 and "other settings" in result.stderr
