@@ -22,7 +22,18 @@ from typing import Any, Literal
 from distill.config import option, to_dict
 from distill.errors import DistillError
 
-EVAL_DIR = Path(os.environ.get("DISTILL_EVAL_DIR", Path(__file__).resolve().parent.parent / "eval"))
+
+
+def eval_dir() -> Path:
+    """The task folders: $DISTILL_EVAL_DIR, else eval/ of the checkout this package runs from, else the copy a
+    wheel install carries as distill/_eval."""
+    if os.environ.get("DISTILL_EVAL_DIR"):
+        return Path(os.environ["DISTILL_EVAL_DIR"]).expanduser()
+    checkout = Path(__file__).resolve().parent.parent / "eval"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_eval"
+
+
+EVAL_DIR = eval_dir()
 TASK_PREFIX = "distill_"
 
 

@@ -28,7 +28,7 @@ def load_published(path: Path) -> dict[str, Any]:
     import yaml
 
     if not path.is_file():
-        raise DistillError(f"{path} not found; it ships with distill under eval/ (set DISTILL_EVAL_DIR)")
+        raise DistillError(f"{path} not found; it ships with distill under eval/; set DISTILL_EVAL_DIR to a copy of that folder")
     data = yaml.safe_load(path.read_text()) or {}
     return {"sources": data.get("sources", {}), "models": data.get("models", [])}
 
