@@ -56,6 +56,7 @@ class Progress:
         self.desc, self.total, self.unit = desc, total, unit
         self.done = 0
         self.tokens = 0
+        self.note = ""  # a short stage-specific figure shown after the rates, e.g. "loss 0.412"
         self.start = time.monotonic()
         self.interval = interval if interval is not None else float(os.environ.get("DISTILL_PROGRESS_INTERVAL", 10))
         self._last_line = self.start
@@ -82,6 +83,7 @@ class Progress:
         return (
             f"{self.desc}: {self.done:,}{total} {self.unit}{pct} | {per_s:,.1f} {self.unit}/s | "
             f"{tok_s:,.0f} tok/s | elapsed {fmt_duration(self.elapsed)} | ETA {eta_s}"
+            + (f" | {self.note}" if self.note else "")
         )
 
     def __enter__(self) -> Progress:
@@ -95,11 +97,12 @@ class Progress:
                 TextColumn("{task.fields[tok_s]:,.0f} tok/s"),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[note]}"),
                 console=_console(),
                 transient=False,
             )
             self._live.start()
-            self._task = self._live.add_task(self.desc, total=self.total, tok_s=0.0)
+            self._task = self._live.add_task(self.desc, total=self.total, tok_s=0.0, note="")
         return self
 
     def advance(self, n: int = 1, tokens: int = 0) -> None:
@@ -108,7 +111,7 @@ class Progress:
         if not self.enabled:
             return
         if self._live is not None:
-            self._live.update(self._task, advance=n, tok_s=self.rates()[1])
+            self._live.update(self._task, advance=n, tok_s=self.rates()[1], note=self.note)
         elif time.monotonic() - self._last_line >= self.interval:
             self._last_line = time.monotonic()
             get_logger().info(self.line())

@@ -99,7 +99,11 @@ class DistillSFTTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        from transformers.trainer_callback import PrinterCallback
+
         self.meter = Meter(self.model, self.args.world_size)
+        # the progress line carries the loss; the raw log dicts still reach report_to and trainer_state.json
+        self.remove_callback(PrinterCallback)
         self.add_callback(ProgressCallback(self.meter))
 
     def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
@@ -148,6 +152,10 @@ class ProgressCallback(TrainerCallback):
         if self.bar is not None:
             self.bar.advance(1, tokens=(self.meter.tokens - self._counted) * self.meter.world_size)
             self._counted = self.meter.tokens
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.note = f"loss {float(logs['loss']):.4g}"
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.bar is not None:

@@ -8,6 +8,7 @@ stage), so these tests do not depend on the curate stage's code.
 from __future__ import annotations
 
 import json
+import re
 import os
 import random
 import signal
@@ -120,6 +121,9 @@ def test_tiny_recipe_trains_end_to_end_from_curate_output(trained, curate_dir):
     assert manifest["counts"]["examples"] == 300 and manifest["counts"]["steps"] == state["global_step"]
     assert (out / "training_curve.png").stat().st_size > 1000
     assert "sft ->" in proc.stdout and "loss first -> last" in proc.stdout
+    # one progress line carries the loss; transformers' raw log dicts are not printed over it
+    assert re.search(r"sft: \d+/\d+ steps .*\| loss \d", proc.stderr), proc.stderr[-2000:]
+    assert "{'loss'" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
