@@ -129,6 +129,22 @@ def evaluate(cfg: EvalConfig) -> Path:
 # ---------------------------------------------------------------- tasks
 
 
+class _DropCustomDatasetHint:
+    """lm-eval warns on every load of a task whose dataset is built in code (ours all are, so that --data-dir
+    works offline) that kwargs could be passed with --metadata: advice for lm_eval's own CLI, noise in ours."""
+
+    def filter(self, record) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+def quiet_custom_dataset_hint() -> None:
+    import logging
+
+    task_logger = logging.getLogger("lm_eval.api.task")
+    if not any(isinstance(f, _DropCustomDatasetHint) for f in task_logger.filters):
+        task_logger.addFilter(_DropCustomDatasetHint())
+
+
 def resolve_tasks(cfg: EvalConfig):
     """Short names -> lm-eval tasks found under eval/ (and --task-dirs): `aime` is the tag distill_aime."""
     from lm_eval.tasks import TaskManager
@@ -138,6 +154,7 @@ def resolve_tasks(cfg: EvalConfig):
     if missing:
         raise DistillError(f"task folder {missing[0]} not found; set DISTILL_EVAL_DIR to the eval/ folder of a "
                            "distill checkout, or fix --task-dirs")
+    quiet_custom_dataset_hint()
     manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False, metadata=task_metadata(cfg))
     index = manager.task_index
     refs: dict[str, TaskRef] = {}
