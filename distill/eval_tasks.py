@@ -124,7 +124,8 @@ def protocol_config(config: dict[str, Any]) -> dict[str, Any]:
             gen[key] = float(meta[key])
     gen["do_sample"] = gen.get("temperature", 0.0) > 0
     cfg["generation_kwargs"] = gen
-    if meta.get("data_dir"):
+    # a task whose problems are built in code (custom_dataset) reads data_dir in its own loader
+    if meta.get("data_dir") and not cfg.get("custom_dataset"):
         assert meta.get("data_file"), f"task {cfg.get('task')} names no metadata.data_file to read from data_dir"
         path = Path(meta["data_dir"]).expanduser() / meta["data_file"]
         if not path.is_file():

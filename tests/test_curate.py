@@ -111,6 +111,7 @@ def test_the_dataset_card(curated):
     for section in ("## Provenance", "## Curation", "## Decontamination", "## Token lengths", "## Lineage"):
         assert section in card
     assert "| AIME 2024 | 30 | 1 | 1 | 1 |" in card
+    assert "decontamination\nagainst AIME 2024, AIME 2025, MATH-500." in card  # names what was actually checked
     assert (out / "token_lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["counts"]["kept"] == sum(r["expect"] == "kept" for r in rows)

@@ -85,6 +85,8 @@ def test_curate_dropped_each_flawed_trace_by_its_own_reason(quick_demo):
     counts = json.loads((out / "curate" / "curation_report.json").read_text())["counts"]
     assert counts["kept"] == Counter(kind.values())["correct"]
     assert {r: n for r, n in counts["dropped"].items() if n} == dict(Counter(flawed.values()))
+    card = (out / "curate" / "README.md").read_text()
+    assert "decontamination\nagainst arithmetic_test." in card and "against AIME" not in card
     kept = read_shards(out / "curate" / "data", "train").to_pylist()
     stripped = read_shards(out / "curate_answers_only" / "data", "train").to_pylist()
     assert [r["id"] for r in kept] == [r["id"] for r in stripped]

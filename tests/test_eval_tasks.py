@@ -30,8 +30,11 @@ def tasks(manager):
 
 def test_every_yaml_is_a_task_that_loads(manager, tasks):
     yamls = sorted(p.stem for p in EVAL.glob("*/*.yaml"))
-    assert yamls == ["distill_aime24", "distill_aime25", "distill_math500"]
+    assert yamls == ["distill_aime24", "distill_aime25", "distill_arithmetic", "distill_math500"]
     assert set(yamls) <= set(manager.all_subtasks)
+    # the demo's task loads beside the R1 ones: a --data-dir without its file leaves it on its generated split
+    [arithmetic] = manager.load(["distill_arithmetic"])["tasks"].values()
+    assert len(arithmetic.eval_docs) == 200 and arithmetic.config.generation_kwargs["max_gen_toks"] == 256
     assert sorted(manager.task_index["distill_aime"].tags) == ["distill_aime24", "distill_aime25"]
     sizes = {name: len(task.eval_docs) for name, task in tasks.items()}
     assert sizes == {"distill_aime24": 30, "distill_aime25": 30, "distill_math500": 500}

@@ -7,16 +7,17 @@ __all__ = ["ReasoningTask", "doc_to_text", "grade_all", "load_problems", "proces
 
 
 def load_problems(terms=10, digits=1, n=200, seed=0, data_dir=None, data_file=None, **metadata):
-    """The test split of SumTask(terms, digits) (problems no train prompt of the task can contain), or the file
-    `data_dir/data_file` when --data-dir is given (`distill demo` writes its held-out set there)."""
+    """The file `data_dir/data_file` when --data-dir holds one (`distill demo` writes its held-out set there), else
+    the test split of SumTask(terms, digits): problems no train prompt of the task can contain. A --data-dir
+    meant for other tasks (aime24.jsonl, math500.jsonl, ...) leaves this task on its generated split."""
     from pathlib import Path
 
     import datasets
 
     from distill.tasks.arithmetic import SumTask
 
-    if data_dir:
-        path = Path(data_dir).expanduser() / data_file
+    path = Path(data_dir).expanduser() / data_file if data_dir and data_file else None
+    if path is not None and path.is_file():
         return datasets.DatasetDict({"test": datasets.Dataset.from_json(str(path))})
     rows = SumTask(int(terms), int(digits)).prompts("test", int(n), int(seed))
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
