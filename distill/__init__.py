@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 
 # The stage functions are bound here eagerly, after their modules: a submodule import binds the *module* to the
 # package attribute of the same name (distill.curate), and `from distill import curate` must give the function.
-from distill.errors import DistillError  # noqa: E402
-from distill.generate import GenerateConfig, generate  # noqa: E402
 from distill.curate import CurateConfig, curate  # noqa: E402
-from distill.sft import SFTRecipe, load_recipe, sft  # noqa: E402
-from distill.evaluate import EvalConfig, evaluate  # noqa: E402
 from distill.demo import DemoConfig, demo  # noqa: E402
+from distill.errors import DistillError  # noqa: E402
+from distill.evaluate import EvalConfig, evaluate  # noqa: E402
+from distill.generate import GenerateConfig, generate  # noqa: E402
+from distill.sft import SFTRecipe, load_recipe, sft  # noqa: E402
 
 __all__ = [
     "__version__", "DistillError",

@@ -11,7 +11,6 @@ Help texts come from the config dataclasses, so they are written once.
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -36,39 +35,39 @@ def _gen(name: str) -> str:
 
 @app.command()
 def generate(
-    prompts: Optional[str] = typer.Option(None, "--prompts", help=_gen("prompts")),
-    out: Optional[str] = typer.Option(None, "--out", help=_gen("out")),
-    teacher: Optional[str] = typer.Option(None, help=_gen("teacher")),
-    model: Optional[str] = typer.Option(None, help=_gen("model")),
-    backend: Optional[str] = typer.Option(None, help=_gen("backend")),
-    id_field: Optional[str] = typer.Option(None, help=_gen("id_field")),
-    problem_field: Optional[str] = typer.Option(None, help=_gen("problem_field")),
-    answer_field: Optional[str] = typer.Option(None, help=_gen("answer_field")),
-    source_field: Optional[str] = typer.Option(None, help=_gen("source_field")),
-    split: Optional[str] = typer.Option(None, help=_gen("split")),
-    subset: Optional[str] = typer.Option(None, help=_gen("subset")),
-    limit: Optional[int] = typer.Option(None, help=_gen("limit")),
-    num_samples: Optional[int] = typer.Option(None, "--num-samples", "-k", help=_gen("num_samples")),
-    max_tokens: Optional[int] = typer.Option(None, help=_gen("max_tokens")),
-    temperature: Optional[float] = typer.Option(None, help=_gen("temperature")),
-    top_p: Optional[float] = typer.Option(None, help=_gen("top_p")),
-    seed: Optional[int] = typer.Option(None, help=_gen("seed")),
-    system_prompt: Optional[str] = typer.Option(None, help=_gen("system_prompt")),
-    prompt_suffix: Optional[str] = typer.Option(None, help=_gen("prompt_suffix")),
-    base_url: Optional[list[str]] = typer.Option(None, help=_gen("base_url")),
-    api_key_env: Optional[str] = typer.Option(None, help=_gen("api_key_env")),
-    concurrency: Optional[int] = typer.Option(None, help=_gen("concurrency")),
-    request_timeout: Optional[float] = typer.Option(None, help=_gen("request_timeout")),
-    max_retries: Optional[int] = typer.Option(None, help=_gen("max_retries")),
-    tensor_parallel: Optional[int] = typer.Option(None, help=_gen("tensor_parallel")),
-    pipeline_parallel: Optional[int] = typer.Option(None, help=_gen("pipeline_parallel")),
-    data_parallel: Optional[int] = typer.Option(None, help=_gen("data_parallel")),
-    max_model_len: Optional[int] = typer.Option(None, help=_gen("max_model_len")),
-    gpu_type: Optional[str] = typer.Option(None, help=_gen("gpu_type")),
-    batch_size: Optional[int] = typer.Option(None, help=_gen("batch_size")),
+    prompts: str | None = typer.Option(None, "--prompts", help=_gen("prompts")),
+    out: str | None = typer.Option(None, "--out", help=_gen("out")),
+    teacher: str | None = typer.Option(None, help=_gen("teacher")),
+    model: str | None = typer.Option(None, help=_gen("model")),
+    backend: str | None = typer.Option(None, help=_gen("backend")),
+    id_field: str | None = typer.Option(None, help=_gen("id_field")),
+    problem_field: str | None = typer.Option(None, help=_gen("problem_field")),
+    answer_field: str | None = typer.Option(None, help=_gen("answer_field")),
+    source_field: str | None = typer.Option(None, help=_gen("source_field")),
+    split: str | None = typer.Option(None, help=_gen("split")),
+    subset: str | None = typer.Option(None, help=_gen("subset")),
+    limit: int | None = typer.Option(None, help=_gen("limit")),
+    num_samples: int | None = typer.Option(None, "--num-samples", "-k", help=_gen("num_samples")),
+    max_tokens: int | None = typer.Option(None, help=_gen("max_tokens")),
+    temperature: float | None = typer.Option(None, help=_gen("temperature")),
+    top_p: float | None = typer.Option(None, help=_gen("top_p")),
+    seed: int | None = typer.Option(None, help=_gen("seed")),
+    system_prompt: str | None = typer.Option(None, help=_gen("system_prompt")),
+    prompt_suffix: str | None = typer.Option(None, help=_gen("prompt_suffix")),
+    base_url: list[str] | None = typer.Option(None, help=_gen("base_url")),
+    api_key_env: str | None = typer.Option(None, help=_gen("api_key_env")),
+    concurrency: int | None = typer.Option(None, help=_gen("concurrency")),
+    request_timeout: float | None = typer.Option(None, help=_gen("request_timeout")),
+    max_retries: int | None = typer.Option(None, help=_gen("max_retries")),
+    tensor_parallel: int | None = typer.Option(None, help=_gen("tensor_parallel")),
+    pipeline_parallel: int | None = typer.Option(None, help=_gen("pipeline_parallel")),
+    data_parallel: int | None = typer.Option(None, help=_gen("data_parallel")),
+    max_model_len: int | None = typer.Option(None, help=_gen("max_model_len")),
+    gpu_type: str | None = typer.Option(None, help=_gen("gpu_type")),
+    batch_size: int | None = typer.Option(None, help=_gen("batch_size")),
     force: bool = typer.Option(False, "--force", help=_gen("force")),
-    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Generate teacher traces for a prompt set (resumable: re-run the same command after a crash)."""
     from distill.config import load_config
@@ -109,14 +108,14 @@ def _cur(name: str) -> str:
 @app.command()
 def curate(
     src: str = typer.Argument(..., help=_cur("src")),
-    out: Optional[str] = typer.Option(None, "--out", help=_cur("out")),
-    eval_data_dir: Optional[str] = typer.Option(None, help=_cur("eval_data_dir")),
-    tokenizer: Optional[str] = typer.Option(None, help=_cur("tokenizer")),
-    num_proc: Optional[int] = typer.Option(None, help=_cur("num_proc")),
-    dataset_name: Optional[str] = typer.Option(None, help=_cur("dataset_name")),
+    out: str | None = typer.Option(None, "--out", help=_cur("out")),
+    eval_data_dir: str | None = typer.Option(None, help=_cur("eval_data_dir")),
+    tokenizer: str | None = typer.Option(None, help=_cur("tokenizer")),
+    num_proc: int | None = typer.Option(None, help=_cur("num_proc")),
+    dataset_name: str | None = typer.Option(None, help=_cur("dataset_name")),
     force: bool = typer.Option(False, "--force", help=_cur("force")),
-    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Filter teacher traces into an SFT dataset: verify answers, filter, dedup, decontaminate (resumable)."""
     from distill.config import load_config
@@ -131,9 +130,9 @@ def curate(
 @app.command(name="sft")
 def sft_command(
     recipe: str = typer.Argument(..., help="Recipe YAML (recipes/qwen1_5b.yaml, ...): student, datasets, sft, lora, launch."),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Where the model goes (overrides output_dir)."),
+    output_dir: str | None = typer.Option(None, "--output-dir", help="Where the model goes (overrides output_dir)."),
     force: bool = typer.Option(False, "--force", help="Train into an output dir that holds another recipe's run."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Fine-tune a student on curated traces; resumes from the last checkpoint when re-run."""
     from distill.sft import load_recipe, sft
@@ -150,33 +149,33 @@ def _ev(name: str) -> str:
 
 @app.command("eval")
 def evaluate(
-    model: Optional[str] = typer.Option(None, "--model", help=_ev("model")),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help=_ev("tasks")),
-    out: Optional[str] = typer.Option(None, "--out", help=_ev("out")),
-    backend: Optional[str] = typer.Option(None, "--backend", help=_ev("backend")),
-    samples: Optional[int] = typer.Option(None, "--samples", "-k", help=_ev("samples")),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=_ev("max_tokens")),
-    limit: Optional[int] = typer.Option(None, "--limit", help=_ev("limit")),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help=_ev("data_dir")),
-    published: Optional[str] = typer.Option(None, "--published", help=_ev("published")),
-    think_prefill: Optional[bool] = typer.Option(None, "--think-prefill/--no-think-prefill",
+    model: str | None = typer.Option(None, "--model", help=_ev("model")),
+    tasks: str | None = typer.Option(None, "--tasks", help=_ev("tasks")),
+    out: str | None = typer.Option(None, "--out", help=_ev("out")),
+    backend: str | None = typer.Option(None, "--backend", help=_ev("backend")),
+    samples: int | None = typer.Option(None, "--samples", "-k", help=_ev("samples")),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help=_ev("max_tokens")),
+    limit: int | None = typer.Option(None, "--limit", help=_ev("limit")),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=_ev("data_dir")),
+    published: str | None = typer.Option(None, "--published", help=_ev("published")),
+    think_prefill: bool | None = typer.Option(None, "--think-prefill/--no-think-prefill",
                                                  help=_ev("think_prefill")),
-    temperature: Optional[float] = typer.Option(None, help=_ev("temperature")),
-    top_p: Optional[float] = typer.Option(None, help=_ev("top_p")),
-    seed: Optional[int] = typer.Option(None, help=_ev("seed")),
-    dtype: Optional[str] = typer.Option(None, help=_ev("dtype")),
-    batch_size: Optional[int] = typer.Option(None, help=_ev("batch_size")),
-    tensor_parallel: Optional[int] = typer.Option(None, help=_ev("tensor_parallel")),
-    data_parallel: Optional[int] = typer.Option(None, help=_ev("data_parallel")),
-    gpu_memory_utilization: Optional[float] = typer.Option(None, help=_ev("gpu_memory_utilization")),
-    max_model_len: Optional[int] = typer.Option(None, help=_ev("max_model_len")),
-    base_url: Optional[str] = typer.Option(None, help=_ev("base_url")),
-    served_model: Optional[str] = typer.Option(None, help=_ev("served_model")),
-    api_key_env: Optional[str] = typer.Option(None, help=_ev("api_key_env")),
-    concurrency: Optional[int] = typer.Option(None, help=_ev("concurrency")),
+    temperature: float | None = typer.Option(None, help=_ev("temperature")),
+    top_p: float | None = typer.Option(None, help=_ev("top_p")),
+    seed: int | None = typer.Option(None, help=_ev("seed")),
+    dtype: str | None = typer.Option(None, help=_ev("dtype")),
+    batch_size: int | None = typer.Option(None, help=_ev("batch_size")),
+    tensor_parallel: int | None = typer.Option(None, help=_ev("tensor_parallel")),
+    data_parallel: int | None = typer.Option(None, help=_ev("data_parallel")),
+    gpu_memory_utilization: float | None = typer.Option(None, help=_ev("gpu_memory_utilization")),
+    max_model_len: int | None = typer.Option(None, help=_ev("max_model_len")),
+    base_url: str | None = typer.Option(None, help=_ev("base_url")),
+    served_model: str | None = typer.Option(None, help=_ev("served_model")),
+    api_key_env: str | None = typer.Option(None, help=_ev("api_key_env")),
+    concurrency: int | None = typer.Option(None, help=_ev("concurrency")),
     force: bool = typer.Option(False, "--force", help=_ev("force")),
-    config: Optional[str] = typer.Option(None, "--config", help=CONFIG_HELP),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Evaluate a model on AIME / MATH-500 under the R1 protocol and report it beside the published numbers."""
     from distill.config import load_config
@@ -198,14 +197,14 @@ def _demo(name: str) -> str:
 @app.command()
 def demo(
     quick: bool = typer.Option(False, "--quick", help=_demo("quick")),
-    out: Optional[str] = typer.Option(None, "--out", help=_demo("out")),
-    train_problems: Optional[int] = typer.Option(None, help=_demo("train_problems")),
-    test_problems: Optional[int] = typer.Option(None, help=_demo("test_problems")),
-    max_steps: Optional[int] = typer.Option(None, help=_demo("max_steps")),
-    eval_samples: Optional[int] = typer.Option(None, help=_demo("eval_samples")),
-    seed: Optional[int] = typer.Option(None, help=_demo("seed")),
+    out: str | None = typer.Option(None, "--out", help=_demo("out")),
+    train_problems: int | None = typer.Option(None, help=_demo("train_problems")),
+    test_problems: int | None = typer.Option(None, help=_demo("test_problems")),
+    max_steps: int | None = typer.Option(None, help=_demo("max_steps")),
+    eval_samples: int | None = typer.Option(None, help=_demo("eval_samples")),
+    seed: int | None = typer.Option(None, help=_demo("seed")),
     force: bool = typer.Option(False, "--force", help=_demo("force")),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Run generate -> curate -> sft -> eval offline on a built-in task: traces vs answers-only vs untrained."""
     import os

@@ -23,7 +23,6 @@ from distill.config import option, to_dict
 from distill.errors import DistillError
 
 
-
 def eval_dir() -> Path:
     """The task folders: $DISTILL_EVAL_DIR, else eval/ of the checkout this package runs from, else the copy a
     wheel install carries as distill/_eval."""

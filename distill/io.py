@@ -276,7 +276,7 @@ def write_manifest(
     directory.mkdir(parents=True, exist_ok=True)
     input_entries = [lineage_entry(p) for p in inputs]
     lineage: list[dict[str, Any]] = []
-    for entry, path in zip(input_entries, inputs):
+    for entry, path in zip(input_entries, inputs, strict=True):
         lineage.append(entry)
         upstream = read_manifest(path) or {}
         lineage.extend(upstream.get("lineage", []))

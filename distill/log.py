@@ -88,7 +88,8 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.enabled and _console().is_terminal:
-            from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self._live = RichProgress(
                 TextColumn("[bold]{task.description}"),

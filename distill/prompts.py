@@ -153,7 +153,7 @@ def _prompt_ids(rows: list[dict[str, Any]], id_field: str, problem_field: str, s
 
 
 def _check_problems(rows: list[dict[str, Any]], ids: list[str], problem_field: str, src: str) -> None:
-    for row, pid in zip(rows, ids):
+    for row, pid in zip(rows, ids, strict=True):
         value = row.get(problem_field)
         if not isinstance(value, str) or not value.strip():
             raise DistillError(

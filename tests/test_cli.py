@@ -6,14 +6,13 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_cli
 
 HEAVY = ("torch", "transformers", "datasets", "trl", "lm_eval", "vllm", "pyarrow", "math_verify", "sympy", "aiohttp")
 
 
 def test_importing_the_cli_pulls_in_no_heavy_library():
-    code = "import sys, distill, distill.cli; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    code = f"import sys, distill, distill.cli; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "", f"imported at start-up: {res.stdout.strip()}"
 

@@ -7,8 +7,8 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import TEACHER_REPLY, run_cli
+
 from distill.io import read_manifest, read_shards, shard_paths
 from distill.schema import TRACE, validate
 from distill.teachers import R1_PROMPT_SUFFIX

@@ -12,8 +12,8 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import REPO, TEACHER_REPLY, free_port, run_cli
+
 from distill.backends import join_completion
 from distill.backends.openai import normalize_base_url
 from distill.io import read_manifest, read_shards, shard_paths

@@ -8,9 +8,9 @@ stage), so these tests do not depend on the curate stage's code.
 from __future__ import annotations
 
 import json
-import re
 import os
 import random
+import re
 import signal
 import subprocess
 import sys

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-
 from conftest import TEACHER_REPLY, run_cli
+
 from distill.io import read_shards
 
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")

@@ -121,7 +121,7 @@ def run_chunk(engine, chunk: list[Request], model: str) -> list[Completion]:
     prompts = [{"prompt_token_ids": tokenizer.encode(t, add_special_tokens=False)} for t in texts]
     outputs = engine.generate(prompts, params, use_tqdm=False)
     done = []
-    for request, text, out in zip(chunk, texts, outputs):
+    for request, text, out in zip(chunk, texts, outputs, strict=True):
         sample = out.outputs[0]
         done.append(
             Completion(
