@@ -116,7 +116,7 @@ def prepare_out(cfg: DemoConfig) -> Path:
     """OUT, emptied when --force; a demo of another size or task there is refused (stages resume otherwise)."""
     from distill.io import read_manifest
 
-    out = Path(cfg.out)
+    out = Path(cfg.out).expanduser().resolve()  # stage configs then name the same paths however OUT is spelled
     if cfg.force and out.exists():
         shutil.rmtree(out)
     previous = read_manifest(out) if out.is_dir() else None

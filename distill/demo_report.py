@@ -61,7 +61,21 @@ def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[st
         "run_stamp": run_stamp(cfg),
         "size": to_dict(cfg.size),
         "dirs": {name: str(path) for name, path in evals.items()},
+        "example": example(out, evals),
     }
+
+
+def example(out: Path, evals: dict[str, Path]) -> dict[str, Any]:
+    """What each student wrote for the first held-out problem (its first sample): reading beats a number."""
+    from distill.io import iter_jsonl
+
+    first = next(iter_jsonl(out / "prompts" / "arithmetic_test.jsonl"))
+    responses = {}
+    for name, path in evals.items():
+        row = next((r for r in iter_jsonl(path / "samples" / "arithmetic.jsonl") if r["id"] == first["id"]), None)
+        if row is not None:
+            responses[name] = {"response": row["response"], "correct": row["correct"], "answer": row["answer"]}
+    return {"id": first["id"], "problem": first["problem"], "reference": first["answer"], "responses": responses}
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -119,8 +133,17 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['samples_per_problem']} sample(s) each at T=0.6 (R1 protocol).\n\n"
         "| student | held-out accuracy | truncated |\n| --- | --- | --- |\n" + rows + "\n\n"
         f"Curation: {results['curation']['kept']:,} of {results['curation']['input_rows']:,} traces kept; "
-        f"dropped: {dropped}.\n\nWall time: {times}.\n\n![report](report.png)\n"
+        f"dropped: {dropped}.\n\nWall time: {times}.\n\n![report](report.png)\n" + markdown_example(results["example"])
     )
+
+
+def markdown_example(ex: dict[str, Any]) -> str:
+    parts = [f"\n## One held-out problem\n\n{ex['problem']} (answer {ex['reference']}); the start of the chat "
+             "template's answer, `<think>\\n`, is given to every student.\n"]
+    for name, r in ex["responses"].items():
+        verdict = "correct" if r["correct"] else f"wrong ({'answered ' + r['answer'] if r['answer'] else 'no answer'})"
+        parts.append(f"\n**{LABELS[name]}**, {verdict}:\n\n```\n{r['response'].strip()[:600]}\n```\n")
+    return "".join(parts)
 
 
 def print_table(results: dict[str, Any], out: Path) -> None:
@@ -139,5 +162,11 @@ def print_table(results: dict[str, Any], out: Path) -> None:
     counts = results["curation"]
     dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items() if v)
     console.print(f"curate kept {counts['kept']:,} of {counts['input_rows']:,} traces (dropped: {dropped})")
+    ex = results["example"]
+    console.print(f"held-out problem: {ex['problem']} (answer {ex['reference']})", highlight=False)
+    for name, r in ex["responses"].items():
+        text = " ".join(r["response"].split())
+        console.print(f"  {LABELS[name]}: {text[:110]}{'...' if len(text) > 110 else ''} "
+                      f"[{'correct' if r['correct'] else 'wrong'}]", markup=False, highlight=False)
     console.print("wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in results["wall_time_s"].items()))
     console.print(f"report: {out / 'report.png'}, {out / 'results.json'}")

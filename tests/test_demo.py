@@ -56,6 +56,11 @@ def test_quick_demo_writes_every_artifact_and_prints_the_table(quick_demo):
     assert set(results["accuracy"]) == {"traces", "answers_only", "untrained"}
     assert results["training"]["traces"]["steps"] == results["training"]["answers_only"]["steps"]
     assert all(seconds >= 0 for seconds in results["wall_time_s"].values())
+    # what each student wrote for one held-out problem, beside the numbers
+    example = results["example"]
+    assert set(example["responses"]) == {"traces", "answers_only", "untrained"}
+    assert example["responses"]["traces"]["response"].startswith("running totals: ")
+    assert "## One held-out problem" in (out / "report.md").read_text() and example["problem"] in result.stdout
 
 
 @pytest.mark.slow
