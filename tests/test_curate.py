@@ -142,6 +142,11 @@ def test_rerun_is_a_no_op_and_a_changed_config_is_refused(curated, shared_data):
     _, src, out = curated
     again = run_cli(*curate_args(src, out, shared_data))
     assert again.returncode == 0 and "already complete" in again.stdout
+    # the same folders spelled relative to another working directory are the same config
+    relative = curate_args(src, out, shared_data)
+    relative[relative.index(str(shared_data))] = shared_data.name
+    again = run_cli(*relative, cwd=shared_data.parent)
+    assert again.returncode == 0 and "already complete" in again.stdout, again.stderr
     changed = run_cli(*curate_args(src, out, shared_data, "--set", "too_short.min_tokens=1"))
     assert changed.returncode == 2
     assert changed.stderr.startswith("error: ") and "--force" in changed.stderr and len(changed.stderr.splitlines()) == 1
