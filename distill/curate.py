@@ -231,22 +231,12 @@ def input_columns(path: Path) -> list[str]:
 def fingerprint(cfg: CurateConfig, files: list[Path]) -> str:
     """What decides the staged results: every setting but where things go and how many processes, plus the
     input files' identity (path, size, modification time)."""
-    settings = {k: _spelled_out(v) for k, v in to_dict(cfg).items()
+    from distill.io import spelled_out
+
+    settings = {k: spelled_out(v) for k, v in to_dict(cfg).items()
                 if k not in ("src", "out", "num_proc", "force", "shard_rows", "dataset_name", "license")}
     inputs = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     return hashlib.sha256(json.dumps([settings, inputs], sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _spelled_out(value: Any) -> Any:
-    """A setting with every local path in it made absolute, so that `runs/tok` and `/home/me/runs/tok` (the same
-    tokenizer, or decontamination file) do not read as a changed config when a run is resumed from elsewhere."""
-    if isinstance(value, dict):
-        return {k: _spelled_out(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_spelled_out(v) for v in value]
-    if isinstance(value, str) and value and Path(value).expanduser().exists():
-        return str(Path(value).expanduser().resolve())
-    return value
 
 
 def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | None:

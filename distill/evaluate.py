@@ -202,12 +202,12 @@ def check_data(cfg: EvalConfig, refs: list[TaskRef]) -> None:
 
 def fingerprint(cfg: EvalConfig, ref: TaskRef) -> dict[str, Any]:
     """Everything that decides a task's numbers: a re-run with the same fingerprint reuses them."""
-    from distill.io import manifest_sha256
+    from distill.io import manifest_sha256, spelled_out
 
     source = model_manifest_dir(cfg.model)
     gen = ref.config.get("generation_kwargs") or {}
     return {
-        "model": cfg.model,
+        "model": spelled_out(cfg.model),
         "model_manifest_sha256": manifest_sha256(source) if source else None,
         "task_version": (ref.config.get("metadata") or {}).get("version"),
         "k": cfg.samples or int(ref.config.get("repeats", 1)),
@@ -246,9 +246,11 @@ def read_results(out: Path) -> dict[str, Any]:
 def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Path) -> list[TaskRef]:
     """Tasks still to run: a task finished with the same fingerprint is kept; another fingerprint is refused
     unless --force (its numbers would silently be replaced)."""
+    from distill.io import spelled_out
     from distill.log import get_logger
 
-    others = sorted(n for n, t in results["tasks"].items() if t.get("fingerprint", {}).get("model") != cfg.model)
+    model_here = spelled_out(cfg.model)
+    others = sorted(n for n, t in results["tasks"].items() if t.get("fingerprint", {}).get("model") != model_here)
     if others and not cfg.force:
         model = results["tasks"][others[0]].get("fingerprint", {}).get("model")
         raise DistillError(f"{out} holds results of another model ({model}: {', '.join(others)}); use a new --out, "

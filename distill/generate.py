@@ -116,13 +116,14 @@ def generate(cfg: GenerateConfig) -> Path:
 
 def resolve_sampling(cfg: GenerateConfig, teacher) -> dict[str, Any]:
     """The teacher's defaults with this run's overrides: everything that decides what the teacher writes."""
+    from distill.io import spelled_out
 
     def pick(value, default):
         return default if value is None else value
 
     return {
         "teacher": teacher.name,
-        "model": cfg.model or teacher.model_id,
+        "model": spelled_out(cfg.model or teacher.model_id),  # a local path, absolute: resumable from anywhere
         "temperature": pick(cfg.temperature, teacher.temperature),
         "top_p": pick(cfg.top_p, teacher.top_p),
         "max_tokens": pick(cfg.max_tokens, teacher.max_tokens),

@@ -260,6 +260,19 @@ def lineage_entry(directory: str | Path) -> dict[str, Any]:
     }
 
 
+def spelled_out(value: Any) -> Any:
+    """`value` (a setting, or a dict/list of them) with every local path made absolute. Resume checks compare
+    settings through it, so `runs/tok` and `/home/me/runs/tok` do not read as a changed config when a run is
+    resumed from another directory; hub ids and other strings pass through unchanged."""
+    if isinstance(value, dict):
+        return {k: spelled_out(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [spelled_out(v) for v in value]
+    if isinstance(value, str) and value and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
 def write_manifest(
     directory: str | Path,
     stage: str,

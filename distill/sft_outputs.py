@@ -22,9 +22,11 @@ from distill.errors import DistillError
 
 def run_key(recipe: Any) -> str:
     """What makes a run a different run: the student and the data (not launch, precision or logging details)."""
+    from distill.io import spelled_out
+
     model = {k: v for k, v in to_dict(recipe.model).items() if k not in ("dtype", "attn_implementation")}
-    key = {"model": model, "datasets": [to_dict(d) for d in recipe.datasets],
-           "lora": to_dict(recipe.lora) if recipe.lora else None}
+    key = spelled_out({"model": model, "datasets": [to_dict(d) for d in recipe.datasets],
+                       "lora": to_dict(recipe.lora) if recipe.lora else None})
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

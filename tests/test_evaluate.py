@@ -63,7 +63,7 @@ def test_eval_end_to_end_on_the_tiny_model(tmp_path, tiny_model, shared_data):
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_model_that_answers_is_scored_exactly_and_a_rerun_resumes(tmp_path, parrot_model, capsys):
+def test_a_model_that_answers_is_scored_exactly_and_a_rerun_resumes(tmp_path, parrot_model, capsys, monkeypatch):
     """The parrot model answers every prompt with a think block and \\boxed{5}, then EOS."""
     data = tmp_path / "data"
     data.mkdir()
@@ -91,6 +91,13 @@ def test_a_model_that_answers_is_scored_exactly_and_a_rerun_resumes(tmp_path, pa
     before = (out / "samples" / "aime24.jsonl").read_bytes(), (out / "results.json").stat().st_mtime_ns
     assert _run_in_process(capsys, *args)[0] == 0
     assert (out / "samples" / "aime24.jsonl").read_bytes() == before[0]
+    # ... nor when the model is spelled relative to another working directory
+    monkeypatch.chdir(parrot_model.parent)
+    relative = [a if a != parrot_model else parrot_model.name for a in args]
+    code, err = _run_in_process(capsys, *relative)
+    assert code == 0, err
+    assert (out / "samples" / "aime24.jsonl").read_bytes() == before[0]
+    monkeypatch.undo()
 
     # another protocol into the same OUT is refused, naming the difference and the fix ...
     shorter = [a if a != "64" else "16" for a in args]

@@ -54,6 +54,10 @@ def test_rerun_skips_written_ids_and_more_samples_adds_only_new_rows(tmp_path, p
     res = gen(prompts, out, parrot_model)
     assert res.returncode == 0 and "nothing to do" in res.stderr
     assert {p.name: p.stat().st_mtime_ns for p in shard_paths(out / "traces")} == first  # untouched
+    # the same model spelled relative to another working directory is the same teacher config
+    res = run_cli("generate", "--prompts", prompts, "--out", out, "--backend", "transformers", "--model",
+                  parrot_model.name, "--max-tokens", "48", cwd=parrot_model.parent)
+    assert res.returncode == 0 and "nothing to do" in res.stderr, res.stderr[-2000:]
     assert gen(prompts, out, parrot_model, "-k", "3").returncode == 0
     ids = read_shards(out / "traces").column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 9

@@ -153,6 +153,13 @@ def test_rerun_of_a_finished_run_does_nothing(trained):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "nothing to do" in proc.stderr
     assert (out / "model.safetensors").stat().st_mtime_ns == before
+    # the same dataset spelled relative to another working directory is the same run
+    curate_dir = Path(args[args.index("--set") + 1].split("=", 1)[1])
+    relative = ("sft", TINY, "--set", f"datasets.0.path={curate_dir.name}", *args[4:],
+                "--set", f"model.tokenizer={REPO / 'tests' / 'assets' / 'tiny_tokenizer'}")
+    proc = run_cli(*relative, cwd=curate_dir.parent)
+    assert proc.returncode == 0 and "nothing to do" in proc.stderr, proc.stderr[-2000:]
+    assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
 # ---------------------------------------------------------------- what training changes
