@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from distill.io import iter_jsonl, read_manifest, write_manifest
 
@@ -299,3 +299,21 @@ def test_an_out_dir_holds_one_model(tmp_path):
         plan(results, [ref], EvalConfig(model="model-b", tasks=["math500"]), tmp_path)
     assert plan(results, [ref], EvalConfig(model="model-b", tasks=["math500"], force=True), tmp_path) == [ref]
     assert results["tasks"] == {} and not (tmp_path / "samples" / "aime24.jsonl").exists()
+
+
+def test_task_dirs_add_a_family_of_your_own(tmp_path, tiny_model, capsys):
+    family = tmp_path / "tasks" / "mysums"
+    shutil.copytree(REPO / "eval" / "arithmetic", family, ignore=shutil.ignore_patterns("__pycache__"))
+    (family / "distill_arithmetic.yaml").unlink()
+    (family / "distill_mysums.yaml").write_text(
+        "include: _arithmetic_yaml\ntask: distill_mysums\nmetadata: {version: 1.0, terms: 3, digits: 2, n: 5, seed: 7}\n")
+    out = tmp_path / "eval"
+    code, err = _run_in_process(capsys, "eval", "--model", tiny_model, "--tasks", "mysums", "--backend", "hf",
+                                "--samples", "1", "--max-tokens", "4", "--out", out,
+                                "--set", f"task_dirs=[{tmp_path / 'tasks'}]")
+    assert code == 0, err
+    rows = list(iter_jsonl(out / "samples" / "mysums.jsonl"))
+    assert len(rows) == 5 and all(r["id"].startswith("sum3x2-test-") for r in rows)
+    # without the folder the task is unknown, and the error lists what there is
+    code, err = _run_in_process(capsys, "eval", "--model", tiny_model, "--tasks", "mysums", "--out", tmp_path / "o")
+    assert code == 2 and "unknown task 'mysums'" in err and "arithmetic" in err
