@@ -113,19 +113,19 @@ def demo(cfg: DemoConfig) -> Path:
 
 
 def prepare_out(cfg: DemoConfig) -> Path:
-    """OUT, emptied when --force; a demo of another size or task there is refused (stages resume otherwise)."""
-    from distill.io import read_manifest
-
+    """OUT, emptied when --force. A folder that holds something other than a demo is never touched, and a demo of
+    another size or task there is refused: stages resume otherwise, and would mix the two runs."""
     out = Path(cfg.out).expanduser().resolve()  # stage configs then name the same paths however OUT is spelled
+    settings = out / ".demo_settings.json"
+    if out.is_dir() and any(out.iterdir()) and not settings.is_file():
+        raise DistillError(f"{out} is not empty and holds no demo; choose another --out (--force clears only a demo)")
     if cfg.force and out.exists():
         shutil.rmtree(out)
-    previous = read_manifest(out) if out.is_dir() else None
     stamp = run_stamp(cfg)
-    if previous and previous.get("stage") == "demo" and previous.get("config", {}).get("run_stamp") != stamp:
+    if settings.is_file() and json.loads(settings.read_text()) != stamp:
         raise DistillError(f"{out} holds a demo run with other settings; pass --force to start over, or another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / "prompts").is_dir():
-        raise DistillError(f"{out} is not empty and holds no demo; choose another --out (or --force to clear it)")
     out.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps(stamp, indent=1) + "\n")
     return out
 
 

@@ -117,9 +117,10 @@ def test_demo_refuses_bad_settings_in_one_line(tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    result = run_cli("demo", "--quick", "--out", busy)
-    assert result.returncode == 2 and "holds no demo" in result.stderr
-    assert (busy / "notes.txt").read_text() == "mine"
+    for force in ((), ("--force",)):  # --force clears a demo's folder, never a folder of something else
+        result = run_cli("demo", "--quick", "--out", busy, *force)
+        assert result.returncode == 2 and "holds no demo" in result.stderr
+        assert (busy / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.slow
