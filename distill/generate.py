@@ -11,6 +11,7 @@ one row per prompt x sample, id "{prompt_id}/{sample}") and `OUT/manifest.json`.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,11 +200,14 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, 
     index = {f"{rows[i]['id']}/{s}": (i, s) for i, s in todo}
     stats = {"backend": backend_name, "model": backend.model, "written": 0, "errors": 0, "failed": 0,
              "completion_tokens": 0, "interrupted": False}
+    reasons: Counter[str] = Counter()  # why requests failed, so that 500 error rows are not a mystery
     start = time.monotonic()
     try:
         with progress(f"generate ({backend_name})", total=len(todo), unit="rows") as bar:
             for done in backend.generate(requests()):
                 bar.advance(1, tokens=done.completion_tokens)
+                if done.error:
+                    note_error(reasons, done)
                 if done.retryable:
                     stats["failed"] += 1
                     continue
@@ -218,8 +222,21 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, 
     finally:
         backend.close()
     stats.update(getattr(backend, "stats", {}))  # e.g. the openai backend's retries
+    if reasons:
+        stats["error_messages"] = dict(reasons.most_common(5))
     stats["seconds"] = round(time.monotonic() - start, 2)
     return stats
+
+
+def note_error(reasons: Counter[str], done) -> None:
+    """Count a failed request by its message; say each new kind of failure once, as it first happens."""
+    from distill.log import get_logger
+
+    message = " ".join(str(done.error).split())[:300]
+    if message not in reasons and len(reasons) < 5:
+        what = "will be retried on a re-run" if done.retryable else "written as an error row"
+        get_logger().warning(f"{done.id}: {message} ({what}; later requests failing the same way are counted)")
+    reasons[message] += 1
 
 
 def backend_options(cfg: GenerateConfig, teacher, sampling):
@@ -258,8 +275,6 @@ def trace_row(prompt: dict[str, Any], sample: int, messages, done, teacher: str)
 
 def run_counts(out: Path, prompts, cfg: GenerateConfig, writer, stats) -> dict[str, Any]:
     """Counts over the whole output directory (earlier runs included) plus this run's own figures."""
-    from collections import Counter
-
     from distill.io import read_shards
 
     table = read_shards(out / "traces", "traces", columns=["finish_reason", "completion_tokens"])
@@ -302,4 +317,7 @@ def print_generate_summary(out: Path, counts: dict[str, Any], status: str) -> No
         rows["wall time"] = fmt_duration(run["seconds"])
         if run["failed"]:
             rows["failed after retries"] = f"{run['failed']:,} (re-run the same command to retry them)"
+        if run.get("error_messages"):
+            message, n = next(iter(run["error_messages"].items()))
+            rows["most common error"] = f"{n:,} x {message[:90]}{'...' if len(message) > 90 else ''}"
     print_summary("distill generate", rows)

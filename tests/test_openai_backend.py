@@ -120,10 +120,15 @@ def test_bad_request_is_an_error_row_and_the_rest_go_on(tmp_path, stub_server):
     url = stub_server()
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"id": "ok", "problem": "What is 1 + 1?"}\n{"id": "bad", "problem": "BAD prompt"}\n')
-    assert gen(prompts, tmp_path / "gen", url).returncode == 0
+    res = gen(prompts, tmp_path / "gen", url)
+    assert res.returncode == 0, res.stderr
     rows = {r["id"]: r for r in read_shards(tmp_path / "gen" / "traces").to_pylist()}
     assert rows["ok/0"]["finish_reason"] == "stop"
     assert rows["bad/0"]["finish_reason"] == "error" and rows["bad/0"]["completion"] == ""
+    # the server's reason is said as it happens, counted in the manifest and named in the summary
+    assert "bad/0: " in res.stderr and "400" in res.stderr and "written as an error row" in res.stderr
+    [(message, count)] = read_manifest(tmp_path / "gen")["counts"]["this_run"]["error_messages"].items()
+    assert count == 1 and "400" in message and "most common error" in res.stdout
 
 
 def test_rejected_api_key_stops_the_run_with_one_line(tmp_path, stub_server):
