@@ -552,3 +552,9 @@ def print_curate_summary(out: Path, report: dict[str, Any], already_done: bool =
         rows[f"  contaminated by {d['title']}"] = f"{d['rows_dropped']:,} rows, {d['eval_problems_found']} problems"
     rows["tokens (median / p95)"] = f"{report['tokens'].get('median', 0):,} / {report['tokens'].get('p95', 0):,}"
     print_summary("distill curate", rows)
+    if counts["input_rows"] and not counts["kept"]:
+        from distill.log import get_logger
+
+        top = max(counts["dropped"].items(), key=lambda kv: kv[1])
+        get_logger().warning(f"no trace survived curation (most dropped as {top[0]}: {top[1]:,}); examples of each "
+                             f"reason are in {out / 'curation_report.json'} and {out / 'rejected.parquet'}")

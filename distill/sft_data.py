@@ -104,6 +104,11 @@ def local_files(path: Path) -> list[Path]:
     files = data_files(path, shard_paths)
     for f in files:
         validate(pq.read_schema(f), SFT_EXAMPLE, str(f))
+    if sum(pq.read_metadata(f).num_rows for f in files) == 0:
+        kept = (manifest or {}).get("counts", {})
+        why = (f"curate kept 0 of {kept['input_rows']:,} traces; {path / 'curation_report.json'} says why"
+               if "input_rows" in kept else "no rows in its shards")
+        raise DistillError(f"dataset '{path}' has no training examples ({why})")
     return files
 
 

@@ -284,3 +284,12 @@ def test_missing_eval_data_is_one_line(tmp_path):
     src = write_jsonl([json.loads((ASSETS / "traces_tiny.jsonl").read_text().splitlines()[0])], tmp_path / "t.jsonl")
     result = run_cli("curate", str(src), "--out", str(tmp_path / "out"), "--eval-data-dir", str(tmp_path))
     assert result.returncode == 2 and "aime24.jsonl" in result.stderr and "--eval-data-dir" in result.stderr
+
+
+def test_nothing_kept_is_said_plainly(tmp_path, shared_data):
+    rows = [json.loads(line) for line in (ASSETS / "traces_tiny.jsonl").read_text().splitlines()][:3]
+    src = write_jsonl([{**r, "finish_reason": "length"} for r in rows], tmp_path / "t.jsonl")
+    result = run_cli(*curate_args(src, tmp_path / "out", shared_data))
+    assert result.returncode == 0, result.stderr
+    assert "no trace survived curation (most dropped as truncated: 3)" in result.stderr
+    assert "curation_report.json" in result.stderr

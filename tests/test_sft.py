@@ -415,12 +415,26 @@ def write_bad_shard(root: Path) -> Path:
     return root
 
 
+def write_empty_curate_output(root: Path) -> Path:
+    """What curate writes when no trace survives: a valid, empty shard and a manifest that counts the input."""
+    import pyarrow.parquet as pq
+
+    from distill.io import write_manifest
+    from distill.schema import SFT_EXAMPLE
+
+    (root / "data").mkdir(parents=True)
+    pq.write_table(SFT_EXAMPLE.empty_table(), root / "data" / "train-00000.parquet")
+    write_manifest(root, "curate", {}, counts={"input_rows": 5, "kept": 0})
+    return root
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["sft.learning_rat=1e-5"], "unknown key sft.learning_rat (did you mean learning_rate?)"),
     (["sft.output_dir=x"], "sft.output_dir is managed by distill"),
     (["datasets.0.path=/nonexistent/curated"], "dataset '/nonexistent/curated' not found"),
     (["datasets.0.path={gen}"], "run `distill curate"),
     (["datasets.0.path={bad}"], "does not match the sft_example schema: missing column(s) source, messages"),
+    (["datasets.0.path={empty}"], "has no training examples (curate kept 0 of 5 traces;"),
     (["launch.accelerate_config=/nonexistent.yaml"], "launch.accelerate_config '/nonexistent.yaml' not found"),
     (["launch.accelerate_config={acc_bogus}"], "is invalid"),
     (["launch.accelerate_config={acc_unknown}"], "unknown keys"),
@@ -431,6 +445,7 @@ def test_bad_input_is_a_one_line_error(overrides, message, curate_dir, tmp_path)
     from distill.sft import load_recipe, sft
 
     paths = {"gen": curate_dir.parent / "gen", "bad": write_bad_shard(tmp_path / "bad"),
+             "empty": write_empty_curate_output(tmp_path / "empty"),
              "acc_bogus": tmp_path / "bogus.yaml", "acc_unknown": tmp_path / "unknown.yaml"}
     paths["acc_bogus"].write_text("distributed_type: BOGUS\n")
     paths["acc_unknown"].write_text("distributed_type: MULTI_GPU\nnum_gpus_per_node: 8\n")
