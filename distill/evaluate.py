@@ -108,6 +108,7 @@ def evaluate(cfg: EvalConfig) -> Path:
 
     started = now()
     out = Path(cfg.out or Path("runs") / "eval" / Path(cfg.model.rstrip("/")).name)
+    check_model(cfg)
     manager, refs = resolve_tasks(cfg)
     check_data(cfg, refs)
     with DirLock(out, "distill eval"):
@@ -303,6 +304,13 @@ def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
                            "pass --data-dir with aime24.jsonl, aime25.jsonl, math500.jsonl when offline") from None
 
 
+def check_model(cfg: EvalConfig) -> None:
+    """A model given as a local path that is not there is said first, before any task or data is looked up."""
+    path = Path(cfg.model).expanduser()
+    if not path.exists() and (cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1):
+        raise DistillError(f"model '{cfg.model}' not found; pass a model directory (e.g. an sft output) or a hub id")
+
+
 def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
     """The backend and context length: long enough for the longest prompt plus --max-tokens, checked
     against what the model supports, so no prompt is truncated."""
@@ -314,6 +322,10 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
     backend = choose_backend(cfg)
     if backend != "openai":
         limit = context_limit(cfg.model)
+        if limit is not None and longest >= limit:
+            raise DistillError(f"the longest prompt alone ({longest} tokens) fills the {limit} positions of "
+                               f"'{cfg.model}'; this model cannot take these tasks (give it more positions, "
+                               "e.g. max_position_embeddings in its sft recipe, or evaluate it on shorter tasks)")
         if limit is not None and needed > limit:
             raise DistillError(f"the longest prompt ({longest} tokens) + --max-tokens {cfg.max_tokens} = {needed} "
                                f"exceeds the {limit} positions of '{cfg.model}'; pass --max-tokens {limit - longest} "

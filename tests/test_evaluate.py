@@ -138,11 +138,19 @@ def test_bad_input_gives_one_line_errors(tmp_path, tiny_model, shared_data, caps
 
     code, err = _run_in_process(capsys, *eval_args(model=tmp_path / "no-such-model"))
     assert code == 2 and err.count("\n") == 0 and "no-such-model' not found" in err
+    code, err = _run_in_process(capsys, *eval_args(model=tmp_path / "no-such-model", data_dir=None))
+    assert code == 2 and "no-such-model' not found" in err  # said before any data is looked for
 
     # a budget the model cannot hold would truncate prompts: refused before anything runs
     code, err = _run_in_process(capsys, *eval_args(max_tokens=5000))
     assert code == 2 and err.count("\n") == 0 and "exceeds the 4096 positions" in err
     assert re.search(r"pass --max-tokens \d+ or less", err)
+    short = tmp_path / "short-model"  # 64 positions: MATH-500's longest prompt alone does not fit
+    shutil.copytree(tiny_model, short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 64}))
+    code, err = _run_in_process(capsys, *eval_args(model=short, tasks="math500"))
+    assert code == 2 and err.count("\n") == 0 and "fills the 64 positions" in err and "--max-tokens" not in err
 
     code, err = _run_in_process(capsys, *eval_args(backend="openai", base_url="http://127.0.0.1:9/v1"))
     assert code == 2 and err.count("\n") == 0 and "cannot reach http://127.0.0.1:9/v1/models" in err
