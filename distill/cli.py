@@ -221,10 +221,31 @@ def demo(
     run(load_config(DemoConfig, None, set_ or [], values))
 
 
+class _HubRetryNotices:
+    """huggingface_hub says each retry in two lines ("'<error>' thrown while requesting HEAD <url>", then
+    "Retrying in 2s [Retry 2/5]."): fold them into one that says what is retried and why."""
+
+    def __init__(self) -> None:
+        self.last_error = ""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        if "thrown while requesting" in message:
+            self.last_error = message
+            return False
+        if message.startswith("Retrying in") and self.last_error:
+            record.msg, record.args = f"hub request failed, {message[0].lower()}{message[1:-1]}: {self.last_error}", ()
+        return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
+    import logging
+
     from distill.errors import DistillError
 
+    for name in ("huggingface_hub.utils._http", "huggingface_hub.hf_api"):
+        logging.getLogger(name).addFilter(_HubRetryNotices())
     try:
         app(args=argv)
     except DistillError as err:
