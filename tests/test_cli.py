@@ -50,3 +50,21 @@ def test_generate_reads_a_yaml_config_and_options_win(tmp_path, parrot_model):
     bad.write_text("prompt: x\n")
     res = run_cli("generate", "--config", bad, "--out", tmp_path / "g2")
     assert res.returncode == 2 and "unknown key prompt in GenerateConfig; valid keys: prompts, out" in res.stderr
+
+
+def test_hub_retry_notices_are_folded_into_one_line(caplog):
+    import logging
+
+    from distill.cli import _HubRetryNotices
+
+    logger = logging.getLogger("test_hub_retry_notices")
+    logger.addFilter(_HubRetryNotices())
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("'[Errno -2] Name or service not known' thrown while requesting HEAD https://hf.co/x")
+        logger.warning("Retrying in 1s [Retry 1/5].")
+        logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == [
+        "hub request failed, retrying in 1s [Retry 1/5]: '[Errno -2] Name or service not known' thrown while "
+        "requesting HEAD https://hf.co/x",
+        "something else",
+    ]
