@@ -25,6 +25,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from distill import __version__
+
+        print(f"distill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top_level(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Distil a large reasoning teacher into small dense reasoning students: generate -> curate -> sft -> eval."""
+
+
 CONFIG_HELP = "YAML file with the stage's config; options and --set override it."
 SET_HELP = "Override any config key: --set key=value (repeatable; dotted keys reach nested fields)."
 

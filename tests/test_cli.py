@@ -68,3 +68,10 @@ def test_hub_retry_notices_are_folded_into_one_line(caplog):
         "requesting HEAD https://hf.co/x",
         "something else",
     ]
+
+
+def test_version():
+    from distill import __version__
+
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"distill {__version__}"
