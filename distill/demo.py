@@ -260,7 +260,7 @@ def sft_recipe(output_dir: Path, cfg: DemoConfig, init: Path, dataset: Path) -> 
             "weight_decay": 0.0,
             "gradient_checkpointing": False,  # activations are tiny; recomputing them would only cost time
             "logging_steps": 10,
-            "save_steps": 200,
+            "save_steps": max(25, cfg.size.max_steps // 4),  # a killed demo loses at most a quarter of a training
             "dataloader_num_workers": 0,
             "seed": cfg.seed,
         },

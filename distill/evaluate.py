@@ -103,7 +103,7 @@ class TaskRef:
 
 
 def evaluate(cfg: EvalConfig) -> Path:
-    from distill.io import DirLock, now
+    from distill.io import DirLock, now, read_manifest
     from distill.report import write_report
 
     started = now()
@@ -121,7 +121,9 @@ def evaluate(cfg: EvalConfig) -> Path:
         # ------------------------------------------------------------ report and lineage
         finish_results(out, cfg, results)
         write_report(out, results)
-        write_eval_manifest(out, cfg, results, started)
+        # a re-run that evaluated nothing leaves a complete manifest as it was (anything downstream holds its hash)
+        if todo or (read_manifest(out) or {}).get("status") != "complete":
+            write_eval_manifest(out, cfg, results, started)
     print_eval_summary(out, results, [r.short for r in refs])
     return out
 

@@ -4,10 +4,14 @@ dropped by their own reasons, and the trace-trained student ahead of the untrain
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 from test_arithmetic import classify
 
 from distill.io import find_stage, manifest_sha256, read_parquet, read_shards
@@ -35,7 +39,19 @@ ARTIFACTS = [
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
+    """The quick demo, killed (SIGKILL) once the first student has saved a checkpoint, then run again to the end:
+    every test below looks at what a resumed demo leaves."""
     out = tmp_path_factory.mktemp("demo") / "runs"
+    first = subprocess.Popen([sys.executable, "-m", "distill", "demo", "--quick", "--out", str(out)], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while first.poll() is None and time.monotonic() < deadline:
+        if list((out / "sft_traces").glob("checkpoint-*/trainer_state.json")):
+            time.sleep(1.0)  # let the checkpoint finish writing: a half-written one is set aside, not resumed
+            first.kill()
+            break
+        time.sleep(0.3)
+    assert first.wait() == -signal.SIGKILL, "the demo finished or failed before its first checkpoint"
     result = run_cli("demo", "--quick", "--out", out, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     return out, result
@@ -61,6 +77,17 @@ def test_quick_demo_writes_every_artifact_and_prints_the_table(quick_demo):
     assert set(example["responses"]) == {"traces", "answers_only", "untrained"}
     assert example["responses"]["traces"]["response"].startswith("running totals: ")
     assert "## One held-out problem" in (out / "report.md").read_text() and example["problem"] in result.stdout
+
+
+@pytest.mark.slow
+def test_a_killed_demo_resumes_training_from_its_checkpoint(quick_demo):
+    out, result = quick_demo
+    assert f"resuming from {out.resolve() / 'sft_traces'}/checkpoint-" in result.stderr
+    assert "all 800 rows already in" in result.stderr  # the teacher's traces were kept, not regenerated
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["traces"]["steps"] == results["size"]["max_steps"] == 150
+    kept = read_shards(out / "curate" / "data", "train").column("id").to_pylist()
+    assert len(kept) == len(set(kept)) == results["curation"]["kept"]  # nothing lost or duplicated
 
 
 @pytest.mark.slow

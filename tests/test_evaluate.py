@@ -88,9 +88,10 @@ def test_a_model_that_answers_is_scored_exactly_and_a_rerun_resumes(tmp_path, pa
     assert rows[0]["prompt"].endswith("<think>\n") and not rows[0]["response"].startswith("<think>")
 
     # the same command again: done with this protocol, nothing is regenerated
-    before = (out / "samples" / "aime24.jsonl").read_bytes(), (out / "results.json").stat().st_mtime_ns
+    before = (out / "samples" / "aime24.jsonl").read_bytes(), (out / "manifest.json").read_bytes()
     assert _run_in_process(capsys, *args)[0] == 0
     assert (out / "samples" / "aime24.jsonl").read_bytes() == before[0]
+    assert (out / "manifest.json").read_bytes() == before[1]
     # ... nor when the model is spelled relative to another working directory
     monkeypatch.chdir(parrot_model.parent)
     relative = [a if a != parrot_model else parrot_model.name for a in args]

@@ -51,9 +51,11 @@ def test_rerun_skips_written_ids_and_more_samples_adds_only_new_rows(tmp_path, p
     out = tmp_path / "gen"
     assert gen(prompts, out, parrot_model).returncode == 0
     first = {p.name: p.stat().st_mtime_ns for p in shard_paths(out / "traces")}
+    manifest = (out / "manifest.json").read_bytes()
     res = gen(prompts, out, parrot_model)
     assert res.returncode == 0 and "nothing to do" in res.stderr
     assert {p.name: p.stat().st_mtime_ns for p in shard_paths(out / "traces")} == first  # untouched
+    assert (out / "manifest.json").read_bytes() == manifest  # curate holds its hash: a no-op re-run keeps it
     # the same model spelled relative to another working directory is the same teacher config
     res = run_cli("generate", "--prompts", prompts, "--out", out, "--backend", "transformers", "--model",
                   parrot_model.name, "--max-tokens", "48", cwd=parrot_model.parent)
