@@ -146,9 +146,9 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str, directory: Path | None = None):
-        from distill.io import read_manifest
+        from distill.io import is_complete
 
-        done = directory is not None and (read_manifest(directory) or {}).get("status") == "complete"
+        done = directory is not None and is_complete(directory)
         if done and name in self.seconds:
             yield
             return
@@ -206,12 +206,11 @@ def ensure_tokenizer(directory: Path) -> Path:
 def strip_reasoning(data: Path, target: Path) -> Path:
     """The curated examples with the think block emptied: same prompts, same answers, no reasoning. Written like
     a curate output (data/train-*.parquet + manifest linking to `data`), so that sft reads it the same way."""
-    from distill.io import ShardWriter, read_manifest, read_shards, write_manifest
+    from distill.io import ShardWriter, is_complete, read_shards, write_manifest
     from distill.schema import SFT_EXAMPLE
     from distill.tasks.student import count_tokens
 
-    manifest = read_manifest(target)
-    if manifest and manifest.get("status") == "complete":
+    if is_complete(target):
         return target
     shutil.rmtree(target / "data", ignore_errors=True)
     rows = read_shards(data / "data", "train").to_pylist()
@@ -230,10 +229,10 @@ def strip_reasoning(data: Path, target: Path) -> Path:
 
 def build_initial_student(directory: Path, cfg: DemoConfig) -> Path:
     """One random-init student both trainings start from, so that only the data differs between them."""
-    from distill.io import read_manifest, write_manifest
+    from distill.io import is_complete, write_manifest
     from distill.tasks.student import STUDENT_CONFIG, build_student
 
-    if (read_manifest(directory) or {}).get("status") == "complete":
+    if is_complete(directory):
         return directory
     tokenizer = ensure_tokenizer(directory / "tokenizer")
     build_student(directory, tokenizer, seed=cfg.seed)

@@ -103,7 +103,7 @@ class TaskRef:
 
 
 def evaluate(cfg: EvalConfig) -> Path:
-    from distill.io import DirLock, now, read_manifest
+    from distill.io import DirLock, is_complete, now
     from distill.report import write_report
 
     started = now()
@@ -122,7 +122,7 @@ def evaluate(cfg: EvalConfig) -> Path:
         finish_results(out, cfg, results)
         write_report(out, results)
         # a re-run that evaluated nothing leaves a complete manifest as it was (anything downstream holds its hash)
-        if todo or (read_manifest(out) or {}).get("status") != "complete":
+        if todo or not is_complete(out):
             write_eval_manifest(out, cfg, results, started)
     print_eval_summary(out, results, [r.short for r in refs])
     return out

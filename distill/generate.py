@@ -79,7 +79,7 @@ class GenerateConfig:
 
 
 def generate(cfg: GenerateConfig) -> Path:
-    from distill.io import DirLock, ShardWriter, now, read_manifest, write_manifest
+    from distill.io import DirLock, ShardWriter, is_complete, now, write_manifest
     from distill.log import get_logger
     from distill.prompts import load_prompts
     from distill.teachers import get_teacher
@@ -111,7 +111,7 @@ def generate(cfg: GenerateConfig) -> Path:
         counts = run_counts(out, prompts, cfg, writer, stats)
         status = "complete" if counts["rows_missing"] == 0 else "incomplete"
         # a re-run that added nothing leaves a complete manifest as it was: later stages hold its hash
-        if todo or (read_manifest(out) or {}).get("status") != "complete":
+        if todo or not is_complete(out):
             write_manifest(out, counts=counts, status=status, **manifest)
     print_generate_summary(out, counts, status)
     return out

@@ -244,6 +244,11 @@ def read_manifest(directory: str | Path) -> dict[str, Any] | None:
         raise DistillError(f"{path} is not valid JSON; restore it or delete it (the lineage then says unknown)") from None
 
 
+def is_complete(directory: str | Path) -> bool:
+    """Whether a stage directory holds a finished run (its manifest says status complete)."""
+    return (read_manifest(directory) or {}).get("status") == "complete"
+
+
 def lineage_entry(directory: str | Path) -> dict[str, Any]:
     """What a later stage records about one of its inputs: where it is, its manifest hash, and what made it."""
     directory = Path(directory)
