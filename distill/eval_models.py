@@ -51,14 +51,20 @@ class ModelSpec:
 # ---------------------------------------------------------------- checking the model before loading it
 
 
-def load_tokenizer(model: str):
-    """The model's tokenizer, or a one-line error naming what is wrong with `--model`."""
-    from transformers import AutoTokenizer
-
+def check_model_path(model: str) -> Path:
+    """`--model` as a path; a one-line error when it names a local model directory that is not there."""
     path = Path(model).expanduser()
     looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
     if looks_local and not path.is_dir():
         raise DistillError(f"model '{model}' not found; pass a model directory (e.g. an sft output) or a hub id")
+    return path
+
+
+def load_tokenizer(model: str):
+    """The model's tokenizer, or a one-line error naming what is wrong with `--model`."""
+    from transformers import AutoTokenizer
+
+    path = check_model_path(model)
     if path.is_dir() and not any((path / f).is_file() for f in ("tokenizer_config.json", "tokenizer.json")):
         raise DistillError(f"'{model}' holds no tokenizer (tokenizer_config.json); pass the final model directory "
                            "of an sft run (the one with config.json and the tokenizer files)")

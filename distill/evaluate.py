@@ -103,12 +103,13 @@ class TaskRef:
 
 
 def evaluate(cfg: EvalConfig) -> Path:
+    from distill.eval_models import check_model_path
     from distill.io import DirLock, is_complete, now
     from distill.report import write_report
 
     started = now()
     out = Path(cfg.out or Path("runs") / "eval" / Path(cfg.model.rstrip("/")).name)
-    check_model(cfg)
+    check_model_path(cfg.model)  # said first, before any task or data is looked up
     manager, refs = resolve_tasks(cfg)
     check_data(cfg, refs)
     with DirLock(out, "distill eval"):
@@ -304,13 +305,6 @@ def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DistillError(f"could not load the eval data of {', '.join(r.short for r in refs)} ({first}); "
                            "pass --data-dir with aime24.jsonl, aime25.jsonl, math500.jsonl when offline") from None
-
-
-def check_model(cfg: EvalConfig) -> None:
-    """A model given as a local path that is not there is said first, before any task or data is looked up."""
-    path = Path(cfg.model).expanduser()
-    if not path.exists() and (cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1):
-        raise DistillError(f"model '{cfg.model}' not found; pass a model directory (e.g. an sft output) or a hub id")
 
 
 def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
