@@ -258,12 +258,11 @@ class _HubRetryNotices:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
-    import logging
-
     from distill.errors import DistillError
+    from distill.log import filter_library_log
 
     for name in ("huggingface_hub.utils._http", "huggingface_hub.hf_api"):
-        logging.getLogger(name).addFilter(_HubRetryNotices())
+        filter_library_log(name, _HubRetryNotices)
     try:
         app(args=argv)
     except DistillError as err:

@@ -140,24 +140,18 @@ class _DropCustomDatasetHint:
         return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
 
 
-def quiet_custom_dataset_hint() -> None:
-    import logging
-
-    task_logger = logging.getLogger("lm_eval.api.task")
-    if not any(isinstance(f, _DropCustomDatasetHint) for f in task_logger.filters):
-        task_logger.addFilter(_DropCustomDatasetHint())
-
-
 def resolve_tasks(cfg: EvalConfig):
     """Short names -> lm-eval tasks found under eval/ (and --task-dirs): `aime` is the tag distill_aime."""
     from lm_eval.tasks import TaskManager
+
+    from distill.log import filter_library_log
 
     dirs = [EVAL_DIR, *map(Path, cfg.task_dirs)]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise DistillError(f"task folder {missing[0]} not found; set DISTILL_EVAL_DIR to the eval/ folder of a "
                            "distill checkout, or fix --task-dirs")
-    quiet_custom_dataset_hint()
+    filter_library_log("lm_eval.api.task", _DropCustomDatasetHint)
     manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False, metadata=task_metadata(cfg))
     index = manager.task_index
     refs: dict[str, TaskRef] = {}

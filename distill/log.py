@@ -24,6 +24,14 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def filter_library_log(logger_name: str, filter_class: type) -> None:
+    """Attach a `filter_class()` to a library's logger unless one is already there: the CLI's main() and the
+    stages run many times in one process (tests, notebooks), and each filter should act once per record."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, filter_class) for f in logger.filters):
+        logger.addFilter(filter_class())
+
+
 def get_logger(name: str = "distill") -> logging.Logger:
     logger = logging.getLogger(name)
     root = logging.getLogger("distill")
