@@ -102,9 +102,12 @@ def local_files(path: Path) -> list[Path]:
         raise DistillError(f"'{path}' holds teacher traces (generate output); run `distill curate {path} --out DIR` "
                            "and train on DIR")
     files = data_files(path, shard_paths)
+    rows = 0
     for f in files:
-        validate(pq.read_schema(f), SFT_EXAMPLE, str(f))
-    if sum(pq.read_metadata(f).num_rows for f in files) == 0:
+        footer = pq.read_metadata(f)  # schema and row count from one read of the footer
+        validate(footer.schema.to_arrow_schema(), SFT_EXAMPLE, str(f))
+        rows += footer.num_rows
+    if rows == 0:
         kept = (manifest or {}).get("counts", {})
         why = (f"curate kept 0 of {kept['input_rows']:,} traces; {path / 'curation_report.json'} says why"
                if "input_rows" in kept else "no rows in its shards")
