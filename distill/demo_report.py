@@ -121,13 +121,26 @@ def _time_panel(ax, timings: dict[str, float]) -> None:
     ax.set_title(f"wall time per stage (total {timings['total'] / 60:.1f} min)")
 
 
+# ---------------------------------------------------------------- the same figures, as text for report.md and the console
+
+
+def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(student, held-out accuracy ± stderr, truncated share) per student."""
+    return [(LABELS[n], f"{100 * a:.1f}% ± {100 * results['stderr'][n]:.1f}", f"{100 * results['truncated'][n]:.0f}%")
+            for n, a in results["accuracy"].items()]
+
+
+def dropped_text(results: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in results["curation"]["dropped"].items() if v) or "none"
+
+
+def times_text(results: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.0f}s" for k, v in results["wall_time_s"].items())
+
+
 def markdown(results: dict[str, Any]) -> str:
-    rows = "\n".join(
-        f"| {LABELS[n]} | {100 * a:.1f}% ± {100 * results['stderr'][n]:.1f} | {100 * results['truncated'][n]:.0f}% |"
-        for n, a in results["accuracy"].items()
-    )
-    dropped = ", ".join(f"{k} {v}" for k, v in results["curation"]["dropped"].items() if v) or "none"
-    times = ", ".join(f"{k} {v:.0f}s" for k, v in results["wall_time_s"].items())
+    rows = "\n".join(f"| {student} | {accuracy} | {truncated} |" for student, accuracy, truncated in table_rows(results))
+    dropped, times = dropped_text(results), times_text(results)
     return (
         f"# distill demo\n\nTask: {results['task']}; {results['test_problems']} held-out problems, "
         f"{results['samples_per_problem']} sample(s) each at T=0.6 (R1 protocol).\n\n"
@@ -154,19 +167,17 @@ def print_table(results: dict[str, Any], out: Path) -> None:
                   title_justify="left")
     for col in ("student", "held-out accuracy", "truncated"):
         table.add_column(col, justify="left" if col == "student" else "right")
-    for name, acc in results["accuracy"].items():
-        table.add_row(LABELS[name], f"{100 * acc:.1f}% ± {100 * results['stderr'][name]:.1f}",
-                      f"{100 * results['truncated'][name]:.0f}%")
+    for row in table_rows(results):
+        table.add_row(*row)
     console = Console()
     console.print(table)
     counts = results["curation"]
-    dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items() if v)
-    console.print(f"curate kept {counts['kept']:,} of {counts['input_rows']:,} traces (dropped: {dropped})")
+    console.print(f"curate kept {counts['kept']:,} of {counts['input_rows']:,} traces (dropped: {dropped_text(results)})")
     ex = results["example"]
     console.print(f"held-out problem: {ex['problem']} (answer {ex['reference']})", highlight=False)
     for name, r in ex["responses"].items():
         text = " ".join(r["response"].split())
         console.print(f"  {LABELS[name]}: {text[:110]}{'...' if len(text) > 110 else ''} "
                       f"[{'correct' if r['correct'] else 'wrong'}]", markup=False, highlight=False)
-    console.print("wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in results["wall_time_s"].items()))
+    console.print(f"wall time: {times_text(results)}")
     console.print(f"report: {out / 'report.png'}, {out / 'results.json'}")
