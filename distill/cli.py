@@ -82,6 +82,8 @@ def generate(
     data_parallel: int | None = typer.Option(None, help=_gen("data_parallel")),
     max_model_len: int | None = typer.Option(None, help=_gen("max_model_len")),
     gpu_type: str | None = typer.Option(None, help=_gen("gpu_type")),
+    serving_hints: bool | None = typer.Option(None, "--serving-hints/--no-serving-hints", help=_gen("serving_hints")),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=_gen("trust_remote_code")),
     batch_size: int | None = typer.Option(None, help=_gen("batch_size")),
     force: bool = typer.Option(False, "--force", help=_gen("force")),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
@@ -93,6 +95,7 @@ def generate(
 
     values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config")}
     values["force"] = force or None
+    values["trust_remote_code"] = trust_remote_code or None
     values["base_url"] = base_url or None
     run(load_config(GenerateConfig, config, set_ or [], values))
 
@@ -191,6 +194,7 @@ def evaluate(
     served_model: str | None = typer.Option(None, help=_ev("served_model")),
     api_key_env: str | None = typer.Option(None, help=_ev("api_key_env")),
     concurrency: int | None = typer.Option(None, help=_ev("concurrency")),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=_ev("trust_remote_code")),
     force: bool = typer.Option(False, "--force", help=_ev("force")),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
@@ -202,6 +206,7 @@ def evaluate(
 
     values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config", "EvalConfig")}
     values["force"] = force or None
+    values["trust_remote_code"] = trust_remote_code or None
     values["tasks"] = tasks.split(",") if tasks else None
     run(load_config(EvalConfig, config, set_ or [], values))
 

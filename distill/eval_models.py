@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.model_source import is_gguf, local_model, remote_code_error
 
 
 @dataclass
@@ -39,7 +40,9 @@ class ModelSpec:
     batch_size: int | None = None
     tensor_parallel: int = 1
     data_parallel: int = 1
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float | None = None  # vllm: None = 0.9 on a GPU, a fixed KV cache on the CPU build
+    engine_args: dict[str, Any] = field(default_factory=dict)  # vllm: the user's vllm.* engine arguments
+    trust_remote_code: bool = False
     base_url: str | None = None
     served_model: str | None = None
     api_key_env: str | None = None
@@ -54,23 +57,32 @@ class ModelSpec:
 def check_model_path(model: str) -> Path:
     """`--model` as a path; a one-line error when it names a local model directory that is not there."""
     path = Path(model).expanduser()
+    if is_gguf(model):
+        if not path.is_file():
+            raise DistillError(f"GGUF file '{model}' not found; pass the path of a .gguf model file")
+        return path
     looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
     if looks_local and not path.is_dir():
         raise DistillError(f"model '{model}' not found; pass a model directory (e.g. an sft output) or a hub id")
     return path
 
 
-def load_tokenizer(model: str):
+def load_tokenizer(model: str, trust_remote_code: bool = False):
     """The model's tokenizer, or a one-line error naming what is wrong with `--model`."""
     from transformers import AutoTokenizer
 
-    path = check_model_path(model)
+    check_model_path(model)
+    path = Path(local_model(model)).expanduser()
     if path.is_dir() and not any((path / f).is_file() for f in ("tokenizer_config.json", "tokenizer.json")):
         raise DistillError(f"'{model}' holds no tokenizer (tokenizer_config.json); pass the final model directory "
                            "of an sft run (the one with config.json and the tokenizer files)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else model)
+        tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else model,
+                                                  trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
+        known = remote_code_error(err, model)
+        if known:
+            raise known from None
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DistillError(f"cannot load the tokenizer of '{model}' ({first}); pass a local model directory or a "
                            "hub id you can download") from None
@@ -80,12 +92,12 @@ def load_tokenizer(model: str):
     return tokenizer
 
 
-def context_limit(model: str) -> int | None:
+def context_limit(model: str, trust_remote_code: bool = False) -> int | None:
     """The model's position limit from its config (None when it names none, or for a served model)."""
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(model)
+        config = AutoConfig.from_pretrained(local_model(model), trust_remote_code=trust_remote_code)
     except (OSError, ValueError):
         return None
     limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions", "max_sequence_length")]
@@ -103,6 +115,9 @@ def open_model(spec: ModelSpec):
     try:
         return openers[spec.backend](spec)
     except (OSError, ValueError) as err:
+        known = remote_code_error(err, spec.model)
+        if known:
+            raise known from None
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DistillError(f"cannot load model '{spec.model}' with the {spec.backend} backend ({first}); check "
                            "--model (a model directory with config.json, or a hub id)") from None
@@ -113,7 +128,7 @@ def _open_hf(spec: ModelSpec):
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lm = _hf_class()(pretrained=spec.model, device=device, dtype=spec.dtype, batch_size=spec.batch_size or 8,
-                     max_length=spec.max_model_len)
+                     max_length=spec.max_model_len, trust_remote_code=spec.trust_remote_code)
     # A model's generation_config.json can carry defaults that would quietly change the protocol: a base
     # model's max_new_tokens (2048 for Qwen2.5-Math) takes precedence over lm-eval's max_length, and
     # transformers samples with top_k=50 unless told otherwise. The R1 protocol is temperature + top-p only.
@@ -125,19 +140,29 @@ def _open_hf(spec: ModelSpec):
 def _open_vllm(spec: ModelSpec):
     import importlib.util
 
-    if importlib.util.find_spec("vllm") is None:
-        raise DistillError("the vllm backend needs vLLM: pip install 'distill[vllm]' on a GPU machine, or use "
-                           "--backend hf (small models) or --backend openai with a served model")
+    from distill.vllm_engine import engine_error, engine_kwargs, is_cpu_build, require_vllm
+
+    require_vllm()
     if spec.data_parallel > 1 and importlib.util.find_spec("ray") is None:
         raise DistillError("--data-parallel > 1 runs vLLM replicas through Ray: pip install ray")
-    return _vllm_class()(
-        pretrained=spec.model, dtype=spec.dtype, tensor_parallel_size=spec.tensor_parallel,
-        data_parallel_size=spec.data_parallel, max_model_len=spec.max_model_len, seed=spec.seed,
-        gpu_memory_utilization=spec.gpu_memory_utilization, batch_size="auto",
-        # vLLM would otherwise take the model's generation_config.json (top_k, repetition_penalty, ...) as
-        # sampling defaults, which the R1 protocol does not have; the hf backend clears them the same way.
-        generation_config="vllm",
-    )
+    user = dict(spec.engine_args)
+    if spec.gpu_memory_utilization is not None:
+        user.setdefault("gpu_memory_utilization", spec.gpu_memory_utilization)
+    # vLLM would otherwise take the model's generation_config.json (top_k, repetition_penalty, ...) as sampling
+    # defaults, which the R1 protocol does not have; the hf backend clears them the same way.
+    kwargs = engine_kwargs({"generation_config": "vllm"}, user)
+    if not is_cpu_build():
+        kwargs.setdefault("gpu_memory_utilization", 0.9)
+    try:
+        return _vllm_class()(
+            pretrained=spec.model, dtype=spec.dtype, tensor_parallel_size=spec.tensor_parallel,
+            data_parallel_size=spec.data_parallel, max_model_len=spec.max_model_len, seed=spec.seed,
+            batch_size="auto", trust_remote_code=spec.trust_remote_code, **kwargs,
+        )
+    except DistillError:
+        raise
+    except Exception as err:  # vLLM raises ValueError, pydantic errors and RuntimeErrors alike
+        raise engine_error(err, spec.model) from None
 
 
 def _open_openai(spec: ModelSpec):

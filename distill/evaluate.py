@@ -65,7 +65,12 @@ class EvalConfig:
     batch_size: int | None = option(None, help="hf backend: samples generated at once (default 8).")
     tensor_parallel: int = option(1, help="vllm: GPUs per model replica (tensor parallel).")
     data_parallel: int = option(1, help="vllm: model replicas (data parallel, through Ray).")
-    gpu_memory_utilization: float = option(0.9, help="vllm: share of GPU memory for weights and KV cache.")
+    gpu_memory_utilization: float | None = option(None, help="vllm: share of GPU memory for weights and KV cache "
+                                                  "(default 0.9; the CPU build gets a fixed KV cache instead).")
+    vllm: dict[str, Any] = option({}, help="vllm: engine arguments passed as they are, e.g. --set "
+                                  "vllm.enable_prefix_caching=true --set vllm.max_num_seqs=512.")
+    trust_remote_code: bool = option(False, help="Let the model run the Python code it ships (auto_map); off by "
+                                     "default: turn it on only for a source you trust.")
     max_model_len: int | None = option(None, help="vllm: context length; default the longest prompt + "
                                        "--max-tokens, so that no prompt is truncated.")
     base_url: str | None = option(None, help="openai backend: server URL, e.g. http://localhost:8000/v1.")
@@ -305,13 +310,16 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
     """The backend and context length: long enough for the longest prompt plus --max-tokens, checked
     against what the model supports, so no prompt is truncated."""
     from distill.eval_models import ModelSpec, context_limit, load_tokenizer
+    from distill.model_source import local_model
 
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     longest = max(prompt_tokens(tokenizer, task, cfg) for task in tasks.values())
     needed = longest + cfg.max_tokens
     backend = choose_backend(cfg)
+    if cfg.vllm and backend != "vllm":
+        raise DistillError(f"--set vllm.* is for --backend vllm, not {backend}; drop it or pass --backend vllm")
     if backend != "openai":
-        limit = context_limit(cfg.model)
+        limit = context_limit(cfg.model, cfg.trust_remote_code)
         if limit is not None and longest >= limit:
             raise DistillError(f"the longest prompt alone ({longest} tokens) fills the {limit} positions of "
                                f"'{cfg.model}'; this model cannot take these tasks (give it more positions, "
@@ -324,11 +332,12 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
         raise DistillError(f"--max-model-len {cfg.max_model_len} < longest prompt {longest} + --max-tokens "
                            f"{cfg.max_tokens}; prompts would be truncated: raise it or lower --max-tokens")
     return tokenizer, ModelSpec(
-        model=cfg.model, backend=backend, max_model_len=cfg.max_model_len or needed, max_tokens=cfg.max_tokens,
+        model=local_model(cfg.model), backend=backend, max_model_len=cfg.max_model_len or needed,
+        max_tokens=cfg.max_tokens,
         seed=cfg.seed, dtype=cfg.dtype, batch_size=cfg.batch_size, tensor_parallel=cfg.tensor_parallel,
         data_parallel=cfg.data_parallel, gpu_memory_utilization=cfg.gpu_memory_utilization,
         base_url=cfg.base_url, served_model=cfg.served_model, api_key_env=cfg.api_key_env,
-        concurrency=cfg.concurrency,
+        concurrency=cfg.concurrency, engine_args=dict(cfg.vllm), trust_remote_code=cfg.trust_remote_code,
     )
 
 

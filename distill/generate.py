@@ -56,10 +56,18 @@ class GenerateConfig:
     tensor_parallel: int | None = option(None, help="vLLM tensor parallel size; default: the teacher's hint.")
     pipeline_parallel: int | None = option(None, help="vLLM pipeline parallel size (across nodes via Ray).")
     data_parallel: int = option(1, help="vLLM engine replicas on this node, on disjoint GPUs.")
-    max_model_len: int | None = option(None, help="vLLM context length; default: the teacher's hint.")
+    max_model_len: int | None = option(None, help="vLLM context length; default: the teacher's hint for its own "
+                                       "model, else the model's own limit.")
     batch_size: int | None = option(None, help="Requests handed to a local engine at once (transformers: 8, vllm: 2048).")
     dtype: str = option("auto", help="Weights dtype for local backends (auto, bfloat16, float16, float32).")
-    gpu_type: str = option("h100", help="GPU type the teacher's serving hints are read for (h100, h200, ...).")
+    gpu_type: str | None = option(None, help="GPU type the teacher's serving hints are read for (h100, h200, ...); "
+                                  "default: detected.")
+    serving_hints: bool | None = option(None, help="Apply the teacher's serving hints (tensor/pipeline sizes); "
+                                        "default: only when --model is the teacher's own model.")
+    trust_remote_code: bool = option(False, help="Let a model run the Python code it ships (auto_map); off by "
+                                     "default: turn it on only for a source you trust.")
+    vllm: dict[str, Any] = option({}, help="vLLM engine arguments, passed as they are: --set "
+                                  "vllm.gpu_memory_utilization=0.85 --set vllm.enable_prefix_caching=true.")
     shard_rows: int = option(1000, help="Rows per output shard.")
     force: bool = option(False, help="Resume even though the teacher or sampling config changed.")
 
@@ -176,7 +184,10 @@ def open_teacher(cfg: GenerateConfig, teacher, sampling):
     from distill.backends import choose_backend, open_backend
 
     backend_name = choose_backend(cfg.backend or teacher.backend, bool(cfg.base_url))
-    return open_backend(backend_name, backend_options(cfg, teacher, sampling))
+    if cfg.vllm and backend_name != "vllm":
+        raise DistillError(f"--set vllm.* is for --backend vllm, not {backend_name}; drop it or choose the vllm "
+                           "backend")
+    return open_backend(backend_name, backend_options(cfg, teacher, sampling, backend_name))
 
 
 def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, Any]:
@@ -241,18 +252,38 @@ def note_error(reasons: Counter[str], done) -> None:
     reasons[message] += 1
 
 
-def backend_options(cfg: GenerateConfig, teacher, sampling):
+def backend_options(cfg: GenerateConfig, teacher, sampling, backend_name: str = "vllm"):
     from distill.backends import BackendOptions
+    from distill.serving import Layout, is_teachers_model
 
-    hint = teacher.serving.get(cfg.gpu_type.lower(), {})
+    layout = engine_layout(cfg, teacher, sampling["model"]) if backend_name == "vllm" else Layout(1, 1)
+    # the teacher's context length is sized for its own traces; another model keeps its own limit
+    own = is_teachers_model(sampling["model"], teacher.model_id)
     return BackendOptions(
         model=sampling["model"], base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
         request_timeout=cfg.request_timeout, max_retries=cfg.max_retries, retry_backoff_s=cfg.retry_backoff_s,
-        tensor_parallel=cfg.tensor_parallel or hint.get("tensor_parallel", 1),
-        pipeline_parallel=cfg.pipeline_parallel or hint.get("pipeline_parallel", 1),
-        data_parallel=cfg.data_parallel, max_model_len=cfg.max_model_len or teacher.max_model_len,
-        batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed,
+        tensor_parallel=layout.tensor_parallel, pipeline_parallel=layout.pipeline_parallel,
+        data_parallel=cfg.data_parallel, max_model_len=cfg.max_model_len or (teacher.max_model_len if own else None),
+        batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
+        engine_args=dict(cfg.vllm),
     )
+
+
+def engine_layout(cfg: GenerateConfig, teacher, model: str):
+    """Tensor/pipeline sizes for the in-process engine, checked against the GPUs this node has."""
+    from distill.log import get_logger
+    from distill.serving import check_fits, detect_gpus, replica_layout
+    from distill.vllm_engine import check_engine_args, is_cpu_build, require_vllm
+
+    require_vllm()
+    check_engine_args(cfg.vllm)  # a typo is said before anything starts
+    gpus = detect_gpus()
+    layout = replica_layout(teacher, model, gpus, cfg.tensor_parallel, cfg.pipeline_parallel, cfg.gpu_type,
+                            cfg.serving_hints)
+    check_fits(layout, cfg.data_parallel, gpus, is_cpu_build())
+    get_logger().info(f"vLLM on {gpus.describe()}: tensor parallel {layout.tensor_parallel} x pipeline parallel "
+                      f"{layout.pipeline_parallel} ({layout.source}), data parallel {cfg.data_parallel}")
+    return layout
 
 
 def trace_row(prompt: dict[str, Any], sample: int, messages, done, teacher: str) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class ModelSpec:
     chat_template: str = option("chatml_r1", help="chatml_r1 (Qwen, tiny), llama3_r1 (Llama 3), a .jinja file, or "
                                 "'tokenizer' to keep the tokenizer's own.")
     eos_token: str | None = option(None, help="Token that ends an assistant turn; default: the template's.")
+    trust_remote_code: bool = option(False, help="Let the model run the Python code it ships (auto_map); off by "
+                                     "default: turn it on only for a source you trust.")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
+from distill.model_source import local_model, remote_code_error
 
 
 def load_tokenizer(spec: Any) -> tuple[Any, int]:
@@ -19,10 +20,12 @@ def load_tokenizer(spec: Any) -> tuple[Any, int]:
 
     from distill.chat import apply_template, get_template
 
-    source = spec.tokenizer or spec.name
+    source = local_model(spec.tokenizer or spec.name)  # a .gguf file: tokenizer and template from the file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as err:
+        if remote_code_error(err, source):
+            raise remote_code_error(err, source) from None
         raise DistillError(f"cannot load the tokenizer '{source}' ({str(err).splitlines()[0][:160]}); set "
                            "model.tokenizer to a tokenizer dir or hub id") from None
     return tokenizer, apply_template(tokenizer, get_template(spec.chat_template, spec.eos_token))
@@ -38,8 +41,10 @@ def load_config(spec: Any) -> Any:
     try:
         if spec.init == "from_config" and spec.name in CONFIG_MAPPING and not Path(spec.name).exists():
             return AutoConfig.for_model(spec.name, **overrides)
-        config = AutoConfig.from_pretrained(spec.name)
+        config = AutoConfig.from_pretrained(local_model(spec.name), trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as err:
+        if remote_code_error(err, spec.name):
+            raise remote_code_error(err, spec.name) from None
         raise DistillError(f"cannot load the model config of '{spec.name}' ({str(err).splitlines()[0][:160]}); set "
                            "model.name to a model dir, a hub id, or (with init: from_config) a model type") from None
     if not overrides:
@@ -70,8 +75,10 @@ def load_model(spec: Any, args: dict[str, Any], tokenizer: Any | None = None, eo
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
     else:
         try:
-            model = AutoModelForCausalLM.from_pretrained(spec.name, config=config, dtype=dtype,
-                                                         attn_implementation=attn)
+            # a .gguf file: its dequantised weights, cast to the training dtype
+            model = AutoModelForCausalLM.from_pretrained(local_model(spec.name), config=config, dtype=dtype,
+                                                         attn_implementation=attn,
+                                                         trust_remote_code=spec.trust_remote_code)
         except OSError as err:
             raise DistillError(f"cannot load the weights of '{spec.name}' ({str(err).splitlines()[0][:160]}); check "
                                "model.name, your hub access, or use model.init: from_config for random weights") from None

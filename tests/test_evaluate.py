@@ -3,7 +3,6 @@ resuming, lineage, the report, and one-line errors for bad input."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -235,31 +234,6 @@ def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_mode
     assert results["pass@1"] == pytest.approx(sum(expected) / 18)
     assert results["truncated"] == pytest.approx(sum("</think>" not in r["response"] for r in rows) / 18)
     assert [r["tokens"] for r in rows] == [len(r["response"].split()) for r in rows]  # the server's usage count
-
-
-# ---------------------------------------------------------------- vLLM (where it is installed, on a GPU)
-
-
-def _has_vllm_gpu() -> bool:
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _has_vllm_gpu(), reason="needs vLLM and a CUDA GPU")
-def test_vllm_backend_end_to_end(tmp_path, tiny_model, shared_data):
-    from distill.evaluate import EvalConfig, evaluate
-
-    out = evaluate(EvalConfig(model=str(tiny_model), tasks=["math500"], backend="vllm", samples=4, limit=4,
-                              max_tokens=32, data_dir=str(shared_data), gpu_memory_utilization=0.3,
-                              out=str(tmp_path / "eval")))
-    rows = list(iter_jsonl(out / "samples" / "math500.jsonl"))
-    assert len(rows) == 16 and all(1 <= r["tokens"] <= 32 for r in rows)
-    # four samples of one prompt are four draws, not one draw repeated
-    assert len({r["response"] for r in rows if r["id"] == rows[0]["id"]}) > 1
 
 
 # ---------------------------------------------------------------- published numbers and lineage

@@ -70,7 +70,8 @@ class BackendOptions:
     batch_size: int | None = None
     dtype: str = "auto"
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False
+    engine_args: dict[str, Any] = field(default_factory=dict)  # vLLM engine arguments the user passed (vllm.*)
 
 
 # name -> module holding `create(options) -> Backend`; modules are imported only when used

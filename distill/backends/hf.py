@@ -11,6 +11,7 @@ from itertools import groupby
 
 from distill.backends import BackendOptions, Completion, Request, think_prefill
 from distill.errors import DistillError
+from distill.model_source import local_model, remote_code_error
 
 
 class TransformersBackend:
@@ -24,10 +25,17 @@ class TransformersBackend:
         self.model = options.model
         self.batch_size = options.batch_size or 8
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        trust = options.trust_remote_code
+        source = local_model(options.model)  # a .gguf file: its converted directory
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(options.model)
+            self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
             dtype = getattr(torch, options.dtype) if options.dtype != "auto" else "auto"
-            self.lm = AutoModelForCausalLM.from_pretrained(options.model, dtype=dtype).to(self.device).eval()
+            self.lm = AutoModelForCausalLM.from_pretrained(source, dtype=dtype,
+                                                           trust_remote_code=trust).to(self.device).eval()
+        except ValueError as err:
+            raise remote_code_error(err, options.model) or DistillError(
+                f"cannot load model '{options.model}' with transformers ({str(err).strip().splitlines()[0][:200]})"
+            ) from None
         except OSError as err:
             first = str(err).strip().splitlines()[0][:200]
             raise DistillError(
@@ -36,6 +44,10 @@ class TransformersBackend:
             ) from None
         if self.tokenizer.chat_template is None:
             raise DistillError(f"model '{options.model}' has no chat template; add one to its tokenizer_config.json")
+        # A model's generation_config.json can carry sampling defaults (top_k, repetition_penalty, ...) that the
+        # teacher's sampling does not have; the vllm backend and eval drop them the same way.
+        gc = self.lm.generation_config
+        gc.top_k, gc.min_p, gc.repetition_penalty, gc.max_length = None, None, None, None
         self.tokenizer.padding_side = "left"  # generation continues from the right edge of every row
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

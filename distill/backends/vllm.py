@@ -19,6 +19,8 @@ from itertools import islice
 
 from distill.backends import BackendOptions, Completion, Request, normalize_finish_reason, think_prefill
 from distill.errors import DistillError
+from distill.model_source import local_model
+from distill.vllm_engine import engine_error, engine_kwargs, require_vllm
 
 DEFAULT_CHUNK = 2048
 
@@ -27,13 +29,7 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, options: BackendOptions):
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise DistillError(
-                "the vllm backend needs vLLM: pip install 'distill[vllm]' on a GPU machine, or use --backend openai "
-                "with a served teacher, or --backend transformers for a small local model"
-            ) from None
+        require_vllm()
         self.options = options
         self.model = options.model
         self.chunk = options.batch_size or DEFAULT_CHUNK
@@ -43,19 +39,24 @@ class VLLMBackend:
     def _make_engine(self):
         from vllm import LLM
 
-        kwargs = dict(
-            model=self.options.model,
+        base = dict(
+            model=local_model(self.options.model),  # vLLM's CPU build cannot open a .gguf file itself
             tensor_parallel_size=self.options.tensor_parallel,
             pipeline_parallel_size=self.options.pipeline_parallel,
             seed=self.options.seed,
             dtype=self.options.dtype,
-            trust_remote_code=True,
+            trust_remote_code=self.options.trust_remote_code,
+            generation_config="vllm",  # not the model's sampling defaults (top_k, repetition_penalty): the teacher's
         )
         if self.options.max_model_len:
-            kwargs["max_model_len"] = self.options.max_model_len
+            base["max_model_len"] = self.options.max_model_len
         if self.options.pipeline_parallel > 1:
-            kwargs["distributed_executor_backend"] = "ray"
-        return LLM(**kwargs, **self.options.extra)
+            base["distributed_executor_backend"] = "ray"
+        kwargs = engine_kwargs(base, self.options.engine_args)
+        try:
+            return LLM(**kwargs)
+        except Exception as err:  # vLLM raises ValueError, pydantic errors and RuntimeErrors alike
+            raise engine_error(err, self.options.model) from None
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Completion]:
         if self.options.data_parallel > 1:

