@@ -196,16 +196,19 @@ def plan_generate(cfg: PlanConfig, a: Assumptions, gpu: GPU, prompts: int, sampl
     hint = serving_hint(teacher, cfg.gpu.lower(), gpu, cfg.gpus_per_node)
     replica_gpus = hint["tensor_parallel"] * hint["pipeline_parallel"]
     replicas = (cfg.nodes * cfg.gpus_per_node) // replica_gpus
-    if replicas < 1:
-        raise DistillError(f"one replica of {teacher.name} on {cfg.gpu} needs {replica_gpus} GPUs "
-                           f"({hint['nodes']} node(s)); --nodes {cfg.nodes} x {cfg.gpus_per_node} GPUs is less: "
-                           "add nodes or pick a GPU with more memory")
+    warning = None
+    if replicas < 1:  # the other stages can still be planned: say it, and time one replica of the needed size
+        warning = (f"one replica of {teacher.name} on {cfg.gpu} needs {replica_gpus} GPUs ({hint['nodes']} node(s)); "
+                   f"{cfg.nodes} x {cfg.gpus_per_node} is less: add nodes or pick a GPU with more memory "
+                   "(wall time shown for one such replica)")
+        replicas = 1
     decode = decode_per_node(a, profile, gpu, cfg.gpus_per_node) / cfg.gpus_per_node
     prefill = a.get("prefill_tokens_per_s_per_node") * gpu.peak_flops / 989e12 / 8  # the H800 figure, per GPU
     gpu_hours = (completion_tokens / decode + prompt_tokens / prefill) / 3600
     return {**out, "gpu_hours": gpu_hours, "wall_hours": gpu_hours / (replicas * replica_gpus), "replicas": replicas,
             "serving": f"{replicas} replica(s) of TP {hint['tensor_parallel']} x PP {hint['pipeline_parallel']}",
-            "tensor_parallel": hint["tensor_parallel"], "pipeline_parallel": hint["pipeline_parallel"]}
+            "tensor_parallel": hint["tensor_parallel"], "pipeline_parallel": hint["pipeline_parallel"],
+            "warning": warning}
 
 
 def serving_hint(teacher: Any, gpu_name: str, gpu: GPU, per_node: int) -> dict[str, int]:
@@ -253,7 +256,8 @@ def plan_sft(cfg: PlanConfig, a: Assumptions, gpu: GPU, cur: dict[str, Any], mea
 
     recipe = load_recipe(cfg.student, cfg.recipe_overrides)
     args = {**SFT_DEFAULTS, **recipe.sft}  # TRL's names; planned for a GPU run, whatever this machine is
-    shape, params, shape_source = student_shape(recipe.model.name, recipe.model.config)
+    shape, params, shape_source = student_shape(recipe.model.name, recipe.model.config,
+                                                recipe.model.init == "from_config", recipe.model.tokenizer)
     a.used["student_shape"] = {"value": f"{params / 1e9:.2f}B parameters", "source": shape_source}
     max_length, epochs = int(args.get("max_length") or 1024), float(args.get("num_train_epochs", 3.0))
     docs = example_lengths(a, measured, cur)
@@ -261,7 +265,8 @@ def plan_sft(cfg: PlanConfig, a: Assumptions, gpu: GPU, cur: dict[str, Any], mea
     examples = round(cur["kept"] * kept)
     tokens = examples * used * epochs
     six_n = (4 if recipe.lora else 6) * params  # LoRA: no weight gradients, ~2/3 of full fine-tuning's FLOPs
-    flops = six_n * tokens + 6 * shape.layers * shape.hidden * sq * examples * epochs
+    attention = 6 * shape.layers * shape.hidden * sq * examples * epochs
+    flops = six_n * tokens + attention
     world = cfg.nodes * cfg.gpus_per_node
     accel = accelerate_config(recipe.launch.accelerate_config)
     sharding = _sharding(accel, world)
@@ -277,7 +282,7 @@ def plan_sft(cfg: PlanConfig, a: Assumptions, gpu: GPU, cur: dict[str, Any], mea
     wall = micro_steps * step_s / 3600
     mem = memory_check(recipe, args, accel, shape, world, gpu, sharding)
     return {"examples": examples, "dropped_too_long": round(cur["kept"] * (1 - kept)), "tokens": round(tokens),
-            "epochs": epochs, "max_length": max_length, "flops": flops, "params": params, "rows": round(rows),
+            "epochs": epochs, "max_length": max_length, "flops": flops, "attention_flops": attention, "params": params, "rows": round(rows),
             "step_s": step_s, "bound": "communication" if comm_s > compute_s else "compute", "sharding": sharding,
             "offload": _offloads(accel), "gpu_hours": wall * world, "wall_hours": wall, "memory": mem,
             "output_dir": recipe.output_dir, "recipe": str(cfg.student)}

@@ -87,10 +87,16 @@ def count_params(hidden: int, intermediate: int, layers: int, heads: int, kv_hea
     return vocab * hidden * (1 if tied else 2) + layers * per_layer + hidden
 
 
-def student_shape(name: str, overrides: dict[str, Any] | None = None) -> tuple[ModelShape, int, str]:
-    """(shape, parameters, where the shape came from): a local dir's config.json, else the table."""
+def student_shape(name: str, overrides: dict[str, Any] | None = None, from_config: bool = False,
+                  tokenizer: str | None = None) -> tuple[ModelShape, int, str]:
+    """(shape, parameters, where the shape came from): a local dir's config.json, else the table; a student
+    built from its recipe's config (init: from_config) takes that config, and its tokenizer's vocabulary."""
     config = Path(name).expanduser() / "config.json"
-    if config.is_file():
+    overrides = overrides or {}
+    if from_config and not config.is_file() and "hidden_size" in overrides:
+        data = {"vocab_size": tokenizer_vocab(tokenizer), **overrides}
+        source = "the recipe's model.config (init: from_config)"
+    elif config.is_file():
         data = json.loads(config.read_text())
         data = data.get("text_config", data) if "hidden_size" not in data else data
         source = f"{config}"
@@ -102,7 +108,9 @@ def student_shape(name: str, overrides: dict[str, Any] | None = None) -> tuple[M
     else:
         raise DistillError(f"no architecture known for '{name}' (no hub access here); known: "
                            f"{', '.join(ARCHITECTURES)}. Point model.name at a local dir with config.json")
-    data = {**data, **{k: v for k, v in (overrides or {}).items() if k in _SHAPE_KEYS}}
+    data = {**data, **{k: v for k, v in overrides.items() if k in _SHAPE_KEYS}}
+    if not data.get("vocab_size"):
+        raise DistillError(f"the student '{name}' has no vocab_size: set model.config.vocab_size or model.tokenizer")
     heads = data["num_attention_heads"]
     head_dim = data.get("head_dim") or data["hidden_size"] // heads
     kv_heads = data.get("num_key_value_heads") or heads
@@ -112,6 +120,16 @@ def student_shape(name: str, overrides: dict[str, Any] | None = None) -> tuple[M
     shape = ModelShape(params, data["hidden_size"], data["intermediate_size"], data["num_hidden_layers"],
                        kv_heads * head_dim, data["vocab_size"])
     return shape, params, source
+
+
+def tokenizer_vocab(path: str | None) -> int | None:
+    """Tokens of a local tokenizer.json (vocabulary + added tokens), without loading transformers."""
+    file = Path(path).expanduser() / "tokenizer.json" if path else None
+    if not file or not file.is_file():
+        return None
+    data = json.loads(file.read_text())
+    ids = set((data.get("model") or {}).get("vocab", {}).values()) | {t["id"] for t in data.get("added_tokens", [])}
+    return max(ids) + 1 if ids else None
 
 
 _SHAPE_KEYS = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",

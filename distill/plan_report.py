@@ -53,6 +53,8 @@ def print_plan(result: dict[str, Any]) -> None:
     for row in stage_rows(result):
         table.add_row(*row)
     console.print(table)
+    if result["stages"]["generate"].get("warning"):
+        console.print(f"[bold red]generate:[/] {result['stages']['generate']['warning']}")
     sft = result["stages"].get("sft")
     if sft:
         console.print(memory_line(sft))
