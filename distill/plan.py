@@ -3,7 +3,7 @@ commands that launch each stage on the given hardware.
 
     distill plan --teacher deepseek-r1 --prompts 200000 --samples 4 --student recipes/qwen7b.yaml --gpu h100 --nodes 2
     result = plan(PlanConfig(prompts="200000", samples=4, student="recipes/qwen7b.yaml", nodes=2))
-    result["stages"]["sft"]["gpu_hours"], result["assumptions"]["sft_mfu"]   # 41.3, {'value': 0.338, 'source': ...}
+    result["stages"]["sft"]["gpu_hours"], result["assumptions"]["sft_mfu"]["source"]   # 406.5, "distill's reference ..."
 
 Reads the teacher registry, the student recipe (and its accelerate config), a prompt file when --prompts names
 one, and with --from DIR the manifests of finished runs. Writes nothing: it returns a dict (printed as a table,
@@ -272,7 +272,8 @@ def plan_sft(cfg: PlanConfig, a: Assumptions, gpu: GPU, cur: dict[str, Any], mea
     sharding = _sharding(accel, world)
     mfu = a.get("sft_mfu")
     per_device = int(args.get("per_device_train_batch_size", 1))
-    rows = packed_rows(docs, max_length) * examples if args.get("packing") else examples
+    per_example, fill = packed_rows(docs, max_length) if args.get("packing") else (1.0, None)
+    rows = per_example * examples
     micro_steps = max(1.0, rows * epochs / (world * per_device))
     compute_s = flops / (mfu * gpu.peak_flops) / world / micro_steps
     comm_s = comm_seconds(a, cfg, gpu, params, sharding, int(args.get("gradient_accumulation_steps", 1)))
@@ -283,6 +284,7 @@ def plan_sft(cfg: PlanConfig, a: Assumptions, gpu: GPU, cur: dict[str, Any], mea
     mem = memory_check(recipe, args, accel, shape, world, gpu, sharding)
     return {"examples": examples, "dropped_too_long": round(cur["kept"] * (1 - kept)), "tokens": round(tokens),
             "epochs": epochs, "max_length": max_length, "flops": flops, "attention_flops": attention, "params": params, "rows": round(rows),
+            "packing_fill": fill, "accelerate_config": recipe.launch.accelerate_config,
             "step_s": step_s, "bound": "communication" if comm_s > compute_s else "compute", "sharding": sharding,
             "offload": _offloads(accel), "gpu_hours": wall * world, "wall_hours": wall, "memory": mem,
             "output_dir": recipe.output_dir, "recipe": str(cfg.student)}
@@ -313,17 +315,20 @@ def length_stats(docs: list[int], max_length: int, drop: bool) -> tuple[float, f
     return len(kept) / len(docs), sum(kept) / len(kept), sum(n * n for n in kept) / len(kept)
 
 
-def packed_rows(docs: list[int], max_length: int) -> float:
-    """Rows per example after best-fit-decreasing packing into max_length rows (what TRL's bfd does)."""
+def packed_rows(docs: list[int], max_length: int) -> tuple[float, float]:
+    """(rows per example, share of row positions filled) after best-fit-decreasing packing into max_length rows,
+    what TRL's bfd strategy does; padding-free rows cost no compute for the unfilled rest, only steps."""
     free: list[int] = []  # remaining capacity of each open row, sorted
-    for n in sorted((d for d in docs if d <= max_length), reverse=True):
+    fitting = sorted((d for d in docs if d <= max_length), reverse=True)
+    for n in fitting:
         i = bisect_left(free, n)
         if i < len(free):
             left = free.pop(i) - n
         else:
             left = max_length - n
         insort(free, left)
-    return len(free) / max(1, len(docs))
+    rows = max(1, len(free))
+    return rows / max(1, len(fitting)), sum(fitting) / (rows * max_length)
 
 
 def accelerate_config(path: str | None) -> dict[str, Any]:
@@ -444,7 +449,8 @@ def commands(cfg: PlanConfig, stages: dict[str, Any]) -> list[str]:
             out.append("# on every node N (or sbatch recipes/slurm/sft_multinode.sbatch):")
         multi = f" --set launch.num_machines={cfg.nodes} --set launch.main_process_ip=NODE0 --set " \
                 "launch.machine_rank=N" if cfg.nodes > 1 else ""
-        out.append(f"distill sft {cfg.student} --set launch.num_processes={cfg.gpus_per_node}{multi}")
+        out.append(f"distill sft {cfg.student} --set launch.num_processes={cfg.gpus_per_node}{multi}  # launches "
+                   f"with {sft['accelerate_config'] or 'one process'} ({sft['sharding']})")
         ev = stages["eval"]
         out.append(f"distill eval --model {sft['output_dir']} --tasks {','.join(ev['tasks'])} --backend vllm "
                    f"--tensor-parallel {ev['tensor_parallel']} --data-parallel {ev['data_parallel']}")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import DistillError
-from distill.io import read_manifest, read_shards
 
 STAGES = ("generate", "curate", "sft", "eval")
 
@@ -33,6 +32,8 @@ class Measured:
 
 def read_measured(root: str | Path) -> Measured:
     root = Path(root).expanduser()
+    from distill.io import read_manifest  # pulls in pyarrow: not at import, `distill --help` must stay instant
+
     if not root.is_dir():
         raise DistillError(f"--from '{root}' is not a directory; pass a run directory holding stage dirs with "
                            "manifest.json (e.g. runs/demo)")
@@ -50,6 +51,8 @@ def read_measured(root: str | Path) -> Measured:
 
 def stage_dirs(root: Path) -> dict[str, list[Path]]:
     """Complete stage dirs by stage: ROOT itself and its children, in name order."""
+    from distill.io import read_manifest
+
     found: dict[str, list[Path]] = {}
     for path in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
         manifest = read_manifest(path)
@@ -74,6 +77,8 @@ def follow_chain(found: dict[str, list[Path]]) -> dict[str, Path]:
 
 
 def _reads(path: Path, upstream: Path) -> bool:
+    from distill.io import read_manifest
+
     inputs = (read_manifest(path) or {}).get("inputs", [])
     return any(Path(i.get("path", "")).resolve() == upstream.resolve() for i in inputs)
 
@@ -84,6 +89,8 @@ def _set(m: Measured, name: str, value: Any, path: Path) -> None:
 
 
 def _generate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
+    from distill.io import read_shards
+
     counts = manifest.get("counts", {})
     table = read_shards(path / "traces", "traces", columns=["prompt_tokens", "completion_tokens"])
     rows = table.num_rows
@@ -105,6 +112,8 @@ def _generate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
 
 
 def _curate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
+    from distill.io import read_shards
+
     counts = manifest.get("counts", {})
     if counts.get("input_rows"):
         _set(m, "keep_rate", counts["kept"] / counts["input_rows"], path)

@@ -27,8 +27,11 @@ def stage_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
              f"kept); {cur['note']}", cur)]
     if "sft" in s:
         sft = s["sft"]
-        rows.append(("sft", f"{sft['examples']:,} examples x {sft['epochs']:g} epochs = {sft['tokens']:,} tokens, "
-                     f"{sft['params'] / 1e9:.2f}B params, {sft['sharding']}, {sft['bound']}-bound "
+        packed = f", packed {sft['rows']:,} rows of {sft['max_length']:,} ({sft['packing_fill']:.0%} full)" \
+            if sft["packing_fill"] else ""
+        dropped = f", {sft['dropped_too_long']:,} longer than max_length dropped" if sft["dropped_too_long"] else ""
+        rows.append(("sft", f"{sft['examples']:,} examples x {sft['epochs']:g} epochs = {sft['tokens']:,} tokens"
+                     f"{packed}{dropped}; {sft['params'] / 1e9:.2f}B params, {sft['sharding']}, {sft['bound']}-bound "
                      f"({sft['step_s']:.1f} s per micro-batch)", sft))
         ev = s["eval"]
         tasks = ", ".join(f"{n} {t['problems']}x{t['k']}" for n, t in ev["tasks"].items())
