@@ -226,7 +226,12 @@ def serving_hint(teacher: Any, gpu_name: str, gpu: GPU, per_node: int) -> dict[s
 
 
 def decode_per_node(a: Assumptions, profile: Any, gpu: GPU, per_node: int) -> float:
-    if a.cfg.generate_tokens_per_s_per_node is None and "generate_tokens_per_s_per_node" not in a.measured.values:
+    run = a.measured.totals.get("generate", {})
+    if a.cfg.generate_tokens_per_s_per_node is None and run.get("tokens_per_s_per_gpu") and \
+            run.get("teacher") == a.cfg.teacher and str(run.get("gpu_type")).lower() == a.cfg.gpu.lower():
+        return a.get("generate_tokens_per_s_per_node", run["tokens_per_s_per_gpu"] * per_node,
+                     f"measured: {run['dir']} ({run['tokens_per_s']:,.0f} tokens/s on {run['gpus']} GPUs)")
+    if a.cfg.generate_tokens_per_s_per_node is None:
         if profile is None:
             raise DistillError(f"no decode throughput known for teacher '{a.cfg.teacher}'; give it by hand: "
                                "--set generate_tokens_per_s_per_node=5000")

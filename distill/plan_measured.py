@@ -109,6 +109,22 @@ def _generate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
         m.totals["generate"]["tokens_per_s"] = rate
         if m.totals["generate"]["teacher"] == "arithmetic":  # a CPU program: its rate is the rate anywhere
             _set(m, "arithmetic_tokens_per_s", rate, path)
+        elif gpus := vllm_gpus(manifest.get("config", {})):  # in-process vLLM: the GPUs it ran on are known
+            m.totals["generate"].update(gpus=gpus, gpu_type=manifest["config"].get("gpu_type"),
+                                        tokens_per_s_per_gpu=rate / gpus)
+
+
+def vllm_gpus(config: dict[str, Any]) -> int | None:
+    """GPUs of an in-process vLLM generate run (an OpenAI-compatible server's GPUs are not recorded: None)."""
+    from distill.teachers import TEACHERS
+
+    if config.get("backend") != "vllm":
+        return None
+    hint = TEACHERS[config["teacher"]].serving.get(str(config.get("gpu_type", "")).lower(), {}) \
+        if config.get("teacher") in TEACHERS else {}
+    tp = config.get("tensor_parallel") or hint.get("tensor_parallel", 1)
+    pp = config.get("pipeline_parallel") or hint.get("pipeline_parallel", 1)
+    return tp * pp * (config.get("data_parallel") or 1)
 
 
 def _curate(path: Path, manifest: dict[str, Any], m: Measured) -> None:

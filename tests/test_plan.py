@@ -20,6 +20,13 @@ def plan_json(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
+def planned(**kwargs) -> dict:
+    """The same plan in-process (the cost model's own laws need no subprocess each)."""
+    from distill.plan import PlanConfig, plan
+
+    return plan(PlanConfig(**kwargs))["stages"]
+
+
 def test_plan_is_a_function_and_a_command():
     import inspect
 
@@ -34,15 +41,15 @@ def test_plan_is_a_function_and_a_command():
 
 
 def test_twice_the_samples_doubles_generation_gpu_hours():
-    one = plan_json("--prompts", "50000", "--samples", "2", "--nodes", "2")["stages"]["generate"]
-    two = plan_json("--prompts", "50000", "--samples", "4", "--nodes", "2")["stages"]["generate"]
+    one = planned(prompts="50000", samples=2, nodes=2)["generate"]
+    two = planned(prompts="50000", samples=4, nodes=2)["generate"]
     assert two["completion_tokens"] == 2 * one["completion_tokens"]
     assert two["gpu_hours"] == pytest.approx(2 * one["gpu_hours"], rel=1e-9)
 
 
 def test_twice_the_gpus_halves_wall_time_at_equal_gpu_hours():
-    small = plan_json("--prompts", "50000", "--student", "recipes/qwen1_5b.yaml", "--nodes", "2")["stages"]
-    large = plan_json("--prompts", "50000", "--student", "recipes/qwen1_5b.yaml", "--nodes", "4")["stages"]
+    small = planned(prompts="50000", student=str(REPO / "recipes/qwen1_5b.yaml"), nodes=2)
+    large = planned(prompts="50000", student=str(REPO / "recipes/qwen1_5b.yaml"), nodes=4)
     for stage in ("generate", "sft", "eval"):
         assert large[stage]["gpu_hours"] == pytest.approx(small[stage]["gpu_hours"], rel=1e-6), stage
         assert large[stage]["wall_hours"] == pytest.approx(small[stage]["wall_hours"] / 2, rel=1e-6), stage
@@ -50,7 +57,7 @@ def test_twice_the_gpus_halves_wall_time_at_equal_gpu_hours():
 
 
 def test_training_cost_is_in_proportion_to_parameters_and_tokens():
-    runs = {(name, prompts): plan_json("--prompts", str(prompts), "--student", f"recipes/{name}.yaml")["stages"]["sft"]
+    runs = {(name, prompts): planned(prompts=str(prompts), student=str(REPO / f"recipes/{name}.yaml"))["sft"]
             for name in ("qwen1_5b", "qwen7b") for prompts in (20000, 40000)}
     for (name, _prompts), sft in runs.items():
         six_n_t = sft["flops"] - sft["attention_flops"]
