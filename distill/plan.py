@@ -35,6 +35,7 @@ from distill.plan_hardware import GPU, TEACHER_PROFILES, get_gpu, student_shape
 from distill.plan_measured import Measured, read_measured
 from distill.teachers import get_teacher
 
+CHARS_PER_TOKEN = 3.5  # English prose with LaTeX through a 100K+ BPE vocabulary (Qwen2.5, DeepSeek-V3): ~3-4
 # Eval problems per task, and R1-protocol samples per problem (distill eval's defaults).
 EVAL_TASKS = {"aime24": (30, 64), "aime25": (30, 64), "math500": (500, 4)}
 
@@ -61,6 +62,7 @@ class PlanConfig:
     prompt_tokens_mean: float | None = option(None, help="Tokens of one prompt as the teacher sees it.")
     completion_tokens_mean: float | None = option(None, help="Mean teacher completion (trace) tokens.")
     keep_rate: float | None = option(None, help="Share of traces curate keeps (rejection sampling and filters).")
+    max_per_prompt: int | None = option(None, help="Traces curate keeps per prompt at most (per_prompt_cap).")
     sft_tokens_mean: float | None = option(None, help="Mean tokens of one SFT example (prompt + trace + template).")
     length_cv: float | None = option(None, help="Coefficient of variation of example lengths (std / mean).")
     generate_tokens_per_s_per_node: float | None = option(None, help="Teacher output tokens/s per node.")
@@ -172,6 +174,14 @@ def count_prompts(cfg: PlanConfig, measured: Measured) -> tuple[int, str]:
     from distill.prompts import load_prompts
 
     table = load_prompts(cfg.prompts)
+    if table.num_rows and "prompt_tokens_mean" not in measured.values:  # the file says how long its prompts are
+        from distill.prompts import user_prompt
+
+        suffix = get_teacher(cfg.teacher).prompt_suffix
+        chars = sum(len(user_prompt(p, suffix)) for p in table.column("problem").to_pylist()) / table.num_rows
+        measured.values["prompt_tokens_mean"] = chars / CHARS_PER_TOKEN
+        measured.sources["prompt_tokens_mean"] = (f"{cfg.prompts}: {chars:,.0f} characters per prompt / "
+                                                  f"{CHARS_PER_TOKEN} (estimate of BPE tokenizers on math text)")
     return table.num_rows, f"counted in {cfg.prompts}"
 
 
@@ -247,10 +257,16 @@ def decode_per_node(a: Assumptions, profile: Any, gpu: GPU, per_node: int) -> fl
 
 
 def plan_curate(a: Assumptions, gen: dict[str, Any]) -> dict[str, Any]:
+    """Kept traces: the keep rate, and never more per prompt than curate's per_prompt_cap keeps (4 by default:
+    beyond 4 samples a prompt, more samples buy fewer kept traces)."""
+    from distill.filters import PerPromptCapParams
+
     keep = a.get("keep_rate")
-    kept = round(gen["traces"] * keep)
-    return {"input_traces": gen["traces"], "kept": kept, "traces_per_kept": 1 / keep, "gpu_hours": 0.0,
-            "wall_hours": 0.0, "note": "CPU: verification, filters, dedup and decontamination"}
+    cap = a.get("max_per_prompt", PerPromptCapParams().max_per_prompt, "distill curate's default per_prompt_cap "
+                "(recipes/curate/r1_math.yaml)")
+    kept = min(round(gen["traces"] * keep), round(gen["traces"] / gen["samples_per_prompt"] * cap))
+    return {"input_traces": gen["traces"], "kept": kept, "traces_per_kept": gen["traces"] / max(1, kept),
+            "gpu_hours": 0.0, "wall_hours": 0.0, "note": "CPU: verification, filters, dedup and decontamination"}
 
 
 # ---------------------------------------------------------------- sft

@@ -47,6 +47,12 @@ def test_twice_the_samples_doubles_generation_gpu_hours():
     assert two["gpu_hours"] == pytest.approx(2 * one["gpu_hours"], rel=1e-9)
 
 
+def test_kept_traces_stop_growing_at_curates_per_prompt_cap():
+    four, eight = (planned(prompts="1000", samples=k, keep_rate=0.9)["curate"] for k in (4, 8))
+    assert four["kept"] == 3600 and eight["kept"] == 4000  # at most 4 per prompt (recipes/curate/r1_math.yaml)
+    assert eight["traces_per_kept"] == 2.0
+
+
 def test_twice_the_gpus_halves_wall_time_at_equal_gpu_hours():
     small = planned(prompts="50000", student=str(REPO / "recipes/qwen1_5b.yaml"), nodes=2)
     large = planned(prompts="50000", student=str(REPO / "recipes/qwen1_5b.yaml"), nodes=4)
@@ -98,6 +104,8 @@ def test_table_prints_every_assumption_with_its_source_and_set_overrides_it():
 def test_prompts_file_is_counted(shared_data: Path):
     result = plan_json("--prompts", str(shared_data / "math500.jsonl"), "--samples", "2", "--nodes", "2")
     assert result["inputs"]["prompts"] == 500 and result["stages"]["generate"]["traces"] == 1000
+    length = result["assumptions"]["prompt_tokens_mean"]  # estimated from the file's own problems
+    assert "math500.jsonl" in length["source"] and 30 < length["value"] < 200
 
 
 # ---------------------------------------------------------------- --from a real run
