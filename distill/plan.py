@@ -212,6 +212,9 @@ def plan_generate(cfg: PlanConfig, a: Assumptions, gpu: GPU, prompts: int, sampl
                    f"{cfg.nodes} x {cfg.gpus_per_node} is less: add nodes or pick a GPU with more memory "
                    "(wall time shown for one such replica)")
         replicas = 1
+    elif (idle := cfg.nodes * cfg.gpus_per_node - replicas * replica_gpus) > 0:
+        warning = (f"{idle} GPU(s) idle during generate: {cfg.nodes} x {cfg.gpus_per_node} is not a multiple of one "
+                   f"replica's {replica_gpus} GPUs (GPU-hours count only the busy ones)")
     decode = decode_per_node(a, profile, gpu, cfg.gpus_per_node) / cfg.gpus_per_node
     prefill = a.get("prefill_tokens_per_s_per_node") * gpu.peak_flops / 989e12 / 8  # the H800 figure, per GPU
     gpu_hours = (completion_tokens / decode + prompt_tokens / prefill) / 3600

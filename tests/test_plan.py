@@ -60,6 +60,8 @@ def test_twice_the_gpus_halves_wall_time_at_equal_gpu_hours():
         assert large[stage]["gpu_hours"] == pytest.approx(small[stage]["gpu_hours"], rel=1e-6), stage
         assert large[stage]["wall_hours"] == pytest.approx(small[stage]["wall_hours"] / 2, rel=1e-6), stage
     assert small["generate"]["replicas"] == 1 and large["generate"]["replicas"] == 2  # R1 on H100: 2 nodes each
+    odd = planned(prompts="50000", nodes=3)["generate"]  # the third node has no partner for a replica
+    assert odd["replicas"] == 1 and "8 GPU(s) idle" in odd["warning"]
 
 
 def test_training_cost_is_in_proportion_to_parameters_and_tokens():
