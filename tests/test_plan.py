@@ -195,7 +195,7 @@ BACKTESTS = {
     "s1-32B": dict(model="Qwen/Qwen2.5-32B-Instruct", examples=1000, tokens=4700, epochs=5, max_length=32768,
                    nodes=2, accelerate=FSDP, reported=16 * 26 / 60, known=True),
     # same paper §5.1: the full 59K pool (59,029 examples, 3.6K thinking tokens on average, Table 6; ~0.4K of
-    # question and answer added, as in s1K) took 394 H100 GPU-hours with the same setup.
+    # question and answer added, an estimate) took 394 H100 GPU-hours with the same setup.
     "s1 59K-full": dict(model="Qwen/Qwen2.5-32B-Instruct", examples=59029, tokens=4000, epochs=5, max_length=32768,
                         nodes=2, accelerate=FSDP, reported=394, known=True),
     # Sky-T1-32B-Preview (novasky-ai.github.io/posts/sky-t1): 17K examples, 3 epochs, batch 96, "19 hours on 8
