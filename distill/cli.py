@@ -244,6 +244,50 @@ def demo(
     run(load_config(DemoConfig, None, set_ or [], values))
 
 
+def _plan(name: str) -> str:
+    from distill.plan import PlanConfig
+
+    return help_for(PlanConfig, name)
+
+
+@app.command()
+def plan(
+    teacher: str | None = typer.Option(None, help=_plan("teacher")),
+    prompts: str | None = typer.Option(None, "--prompts", help=_plan("prompts")),
+    samples: int | None = typer.Option(None, "--samples", "-k", help=_plan("samples")),
+    student: str | None = typer.Option(None, "--student", help=_plan("student")),
+    gpu: str | None = typer.Option(None, "--gpu", help=_plan("gpu")),
+    nodes: int | None = typer.Option(None, "--nodes", help=_plan("nodes")),
+    gpus_per_node: int | None = typer.Option(None, "--gpus-per-node", help=_plan("gpus_per_node")),
+    price_per_gpu_hour: float | None = typer.Option(None, "--price-per-gpu-hour", help=_plan("price_per_gpu_hour")),
+    from_dir: str | None = typer.Option(None, "--from", help=_plan("from_dir")),
+    tasks: str | None = typer.Option(None, "--tasks", help=_plan("tasks")),
+    eval_samples: int | None = typer.Option(None, "--eval-samples", help=_plan("eval_samples")),
+    recipe_set: list[str] | None = typer.Option(None, "--recipe-set", help=_plan("recipe_overrides")),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON (for scripts) instead of tables."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override any assumption or option: --set "
+                                          "sft_mfu=0.3 --set generate_tokens_per_s_per_node=8000 (repeatable)."),
+) -> None:
+    """Estimate a distillation run before it starts: tokens, GPU-hours, wall time and cost per stage, whether
+    the student fits, every assumption with its source, and the commands to launch it. Writes nothing."""
+    import json
+
+    from distill.config import load_config
+    from distill.plan import PlanConfig
+    from distill.plan import plan as run
+    from distill.plan_report import print_plan
+
+    values = {"teacher": teacher, "prompts": prompts, "samples": samples, "student": student, "gpu": gpu,
+              "nodes": nodes, "gpus_per_node": gpus_per_node, "price_per_gpu_hour": price_per_gpu_hour,
+              "from_dir": from_dir, "tasks": tasks.split(",") if tasks else None, "eval_samples": eval_samples,
+              "recipe_overrides": recipe_set or None}
+    result = run(load_config(PlanConfig, None, set_ or [], values))
+    if json_out:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print_plan(result)
+
+
 class _HubRetryNotices:
     """huggingface_hub says each retry in two lines ("'<error>' thrown while requesting HEAD <url>", then
     "Retrying in 2s [Retry 2/5]."): fold them into one that says what is retried and why."""

@@ -167,3 +167,22 @@ def test_a_second_run_resumes_every_stage_and_keeps_the_figures(quick_demo):
     # a demo of another size is refused rather than mixed into this one
     result = run_cli("demo", "--out", out, "--max-steps", "7")
     assert result.returncode == 2 and "other settings" in result.stderr
+
+
+@pytest.mark.slow
+def test_plan_from_the_demo_reproduces_its_measured_token_counts(quick_demo):
+    """`distill plan --from` a finished demo: the same prompts planned again give the run's exact token counts,
+    following generate -> curate -> sft_traces -> eval_traces (not the answers-only control)."""
+    out, _ = quick_demo
+    result = run_cli("plan", "--from", out, "--teacher", "arithmetic", "--student", "recipes/tiny.yaml", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    stages, traces = plan["stages"], read_shards(out / "generate" / "traces", "traces").to_pylist()
+    assert stages["generate"]["completion_tokens"] == manifest(out, "generate")["counts"]["completion_tokens"]
+    assert stages["generate"]["prompt_tokens"] == sum(t["prompt_tokens"] for t in traces)
+    assert stages["curate"]["kept"] == manifest(out, "curate")["counts"]["kept"]
+    tasks = json.loads((out / "eval_traces" / "results.json").read_text())["tasks"]
+    for name, task in tasks.items():
+        planned = stages["eval"]["tasks"][name]
+        assert planned["samples"] == task["samples"] and planned["tokens"] == round(task["samples"] * task["mean_tokens"])
+    assert plan["assumptions"][f"eval_tokens.{next(iter(tasks))}"]["source"] == f"measured: {out / 'eval_traces'}"
