@@ -67,6 +67,7 @@ _QWEN_14B = (5120, 13824, 48, 40, 8, 152064, False, True)
 _QWEN_32B = (5120, 27648, 64, 40, 8, 152064, False, True)
 _LLAMA_8B = (4096, 14336, 32, 32, 8, 128256, False, False)
 _LLAMA_70B = (8192, 28672, 80, 64, 8, 128256, False, False)
+_SMOLLM2_135M = (576, 1536, 30, 9, 3, 49152, True, False)  # 134.5M, as the GGUF the tests convert counts
 ARCHITECTURES: dict[str, tuple] = {
     "Qwen/Qwen2.5-Math-1.5B": _QWEN_1_5B, "Qwen/Qwen2.5-1.5B": _QWEN_1_5B, "Qwen/Qwen2.5-1.5B-Instruct": _QWEN_1_5B,
     "Qwen/Qwen2.5-Math-7B": _QWEN_7B, "Qwen/Qwen2.5-7B": _QWEN_7B, "Qwen/Qwen2.5-7B-Instruct": _QWEN_7B,
@@ -74,6 +75,7 @@ ARCHITECTURES: dict[str, tuple] = {
     "Qwen/Qwen2.5-32B": _QWEN_32B, "Qwen/Qwen2.5-32B-Instruct": _QWEN_32B,
     "meta-llama/Llama-3.1-8B": _LLAMA_8B, "meta-llama/Llama-3.1-8B-Instruct": _LLAMA_8B,
     "meta-llama/Llama-3.3-70B-Instruct": _LLAMA_70B, "meta-llama/Llama-3.1-70B": _LLAMA_70B,
+    "HuggingFaceTB/SmolLM2-135M-Instruct": _SMOLLM2_135M, "HuggingFaceTB/SmolLM2-135M": _SMOLLM2_135M,
 }
 
 
