@@ -72,10 +72,11 @@ def engine_arg_names() -> set[str]:
 
 def check_engine_args(user: dict[str, Any]) -> None:
     """Every `vllm.<key>` must be an engine argument of the installed vLLM, and not one an option owns."""
-    names = engine_arg_names()
     for key in user:
         if key in OWNED_BY_OPTIONS:
             raise DistillError(f"vllm.{key} is set by distill's {OWNED_BY_OPTIONS[key]} option; use that instead")
+    names = engine_arg_names() if user else set()  # importing vLLM's arguments takes seconds: only when needed
+    for key in user:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"did you mean vllm.{close[0]}? " if close else ""

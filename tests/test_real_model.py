@@ -243,3 +243,49 @@ def test_greedy_smollm2_gives_the_same_completion_through_transformers_vllm_and_
         detail = "; ".join(f"{i}: {first_difference(tok, reference[i], completions[name][i])}" for i in differ)
         print(f"{name} vs transformers: {10 - len(differ)}/10 identical. {detail}")
         assert len(differ) <= 1, detail
+
+
+# ---------------------------------------------------------------- one real pipeline, end to end
+
+
+@pytest.mark.real_pipeline
+def test_real_pipeline_smollm2_teacher_to_a_student_report_with_its_lineage(smollm2_gguf, smollm2, tmp_path):
+    """generate (SmolLM2 through vLLM) -> curate -> sft (SmolLM2 student, LoRA) -> eval (vLLM, reasoning auto).
+    SmolLM2 writes no <think> and rarely boxes an answer, so it stands in for a non-reasoning teacher
+    (deepseek-v3's registry defaults) and curate keeps the format filters only: what is checked here is that
+    real outputs of a real model flow through every stage and the report names where they came from.
+        pytest -m real_pipeline"""
+    pytest.importorskip("vllm")
+    prompts = gsm8k_prompts(tmp_path / "p.jsonl", 6)
+    res = run_cli("generate", "--teacher", "deepseek-v3", "--model", smollm2_gguf, "--backend", "vllm",
+                  "--prompts", prompts, "--out", tmp_path / "gen", "-k", "2", "--max-tokens", "160",
+                  "--set", "vllm.enforce_eager=true", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    traces = read_shards(tmp_path / "gen" / "traces").to_pylist()
+    assert len(traces) == 12 and all(r["completion"] and r["completion_tokens"] > 0 for r in traces)
+
+    res = run_cli("curate", tmp_path / "gen", "--out", tmp_path / "data", "--eval-data-dir", SHARED_DATA,
+                  "--set", "filters=[mixed_language,repetition,contaminated,duplicate]")
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "data" / "curation_report.json").read_text())
+    kept = read_shards(tmp_path / "data" / "data").num_rows
+    assert 0 < kept <= 12 and report["counts"]["input_rows"] == 12 if "counts" in report else kept > 0
+
+    res = run_cli("sft", "recipes/smollm2_135m.yaml", "--set", f"model.name={smollm2_gguf}", "--set",
+                  f"datasets.0.path={tmp_path / 'data'}", "--output-dir", tmp_path / "student", "--set",
+                  "sft.max_length=512", "--set", "sft.gradient_accumulation_steps=1", "--set", "sft.max_steps=3",
+                  timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    res = run_cli("eval", "--model", tmp_path / "student", "--backend", "vllm", "--tasks", "math500", "--limit", "3",
+                  "--samples", "1", "--max-tokens", "64", "--reasoning", "auto", "--data-dir", SHARED_DATA,
+                  "--out", tmp_path / "eval", "--set", "vllm.enforce_eager=true", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["backend"] == "vllm" and len(results["tasks"]["math500"]) > 0
+    lineage = results["lineage"]
+    assert lineage["generate"]["teacher"] == "deepseek-v3"
+    assert lineage["generate"]["teacher_model"] == str(smollm2_gguf)
+    assert lineage["sft"]["path"] and lineage["curate"]["path"]
+    assert str(smollm2_gguf) in (tmp_path / "eval" / "report.md").read_text() or "deepseek-v3" in \
+        (tmp_path / "eval" / "report.md").read_text()
