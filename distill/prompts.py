@@ -117,17 +117,22 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_hub(dataset_id: str, split: str, subset: str | None) -> list[dict[str, Any]]:
+    return hub_dataset(dataset_id, split, subset).to_list()
+
+
+def hub_dataset(dataset_id: str, split: str, subset: str | None, what: str = "prompts") -> Any:
+    """One split of a hub dataset (datasets.Dataset); any failure is one line naming the fix. Curate reads its
+    trace sets through this too."""
     try:
         import datasets
 
-        ds = datasets.load_dataset(dataset_id, subset, split=split)
+        return datasets.load_dataset(dataset_id, subset, split=split)
     except Exception as err:  # noqa: BLE001 - the hub raises many kinds; all mean "could not load"
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DistillError(
-            f"could not load prompts '{dataset_id}' (split {split}) from the hub: {first}; "
+            f"could not load {what} '{dataset_id}' (split {split}) from the hub: {first}; "
             "pass a local .jsonl/.parquet file, or check the dataset id, --split and your network"
         ) from None
-    return ds.to_list()
 
 
 def _prompt_ids(rows: list[dict[str, Any]], id_field: str, problem_field: str, src: str) -> list[str]:
