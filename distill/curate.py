@@ -134,7 +134,6 @@ def curate(cfg: CurateConfig) -> Path:
     # ---------------------------------------------------------------- inputs and the work plan
     source = find_source(cfg.src, cfg.split, cfg.subset)
     source.layout = input_layout(source, cfg)
-    get_logger().info(source.layout.describe())
     out = Path(cfg.out)
     check_out(out, source)
     with DirLock(out, "distill curate"):
@@ -143,6 +142,8 @@ def curate(cfg: CurateConfig) -> Path:
             report = json.loads((out / "curation_report.json").read_text())
             print_curate_summary(out, report, already_done=True)
             return out
+        if source.layout.format != "trace":  # said once, when the work starts: what was detected, how it maps
+            get_logger().info(source.layout.describe())
         manifest = dict(stage="curate", config=to_dict(cfg), inputs=source.lineage_inputs, started_at=started,
                         extra={"input_fingerprint": plan["fingerprint"], "input": input_record(source.layout)})
         write_manifest(out, status="running", **manifest)
