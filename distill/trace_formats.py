@@ -35,6 +35,8 @@ from typing import Any
 
 from distill.answers import THINK_CLOSE, THINK_OPEN, extract_boxed
 from distill.errors import DistillError
+from distill.io import iter_jsonl
+from distill.prompts import PROMPT_FILE_SUFFIXES, _read_file, hub_dataset
 
 # the columns a row of distill's own traces must have (distill/schema.py TRACE has the rest)
 TRACE_REQUIRED = ("id", "prompt_id", "completion", "finish_reason")
@@ -107,9 +109,6 @@ def file_columns(path: Path) -> list[str]:
 
 def first_rows(path: Path, n: int | None = None) -> list[dict[str, Any]]:
     """The first `n` rows (all: None) of a .jsonl or .json file, read the way generate reads prompt files."""
-    from distill.io import iter_jsonl
-    from distill.prompts import _read_file
-
     if path.suffix == ".json":
         rows = _read_file(path)
         rows = rows if n is None else rows[:n]
@@ -130,8 +129,6 @@ def first_rows(path: Path, n: int | None = None) -> list[dict[str, Any]]:
 
 def load_hub(dataset_id: str, split: str, subset: str | None) -> Any:
     """A hub dataset of traces (generate's hub loading, with its one-line errors)."""
-    from distill.prompts import PROMPT_FILE_SUFFIXES, hub_dataset
-
     if Path(dataset_id).suffix in PROMPT_FILE_SUFFIXES or dataset_id.startswith((".", "/", "~")) \
             or dataset_id.count("/") > 1:
         raise DistillError(f"traces '{dataset_id}' not found; pass a generate output directory, .jsonl/.json/.parquet "
@@ -346,7 +343,8 @@ def _explain_common(layout: Layout) -> dict[str, str]:
     }
     if f.get("label"):
         out["source verdict"] = f"column {f['label']} (compared with curate's verdicts in curation_report.json)"
-    out["teacher"] = f"column {f['teacher']}" if f.get("teacher") else "unknown"
+    teacher = f.get("teacher") or f.get("model")  # the model that wrote the traces, when no registry name is given
+    out["teacher"] = f"column {teacher}" if teacher else "unknown"
     return out
 
 
@@ -440,7 +438,8 @@ def _trace(row: dict[str, Any], f: dict[str, str | None], problem: str, completi
         "answer": reference(row.get(f["answer"])) if f.get("answer") else None,
         "source": _text(row, f.get("source")), "messages": messages or [{"role": "user", "content": problem}],
         "completion": completion, "finish_reason": str(finish) if finish else "unknown",
-        "teacher": teacher or _text(row, f.get("teacher")) or "unknown", "model": _text(row, f.get("model")),
+        "teacher": teacher or _text(row, f.get("teacher")) or _text(row, f.get("model")) or "unknown",
+        "model": _text(row, f.get("model")),
         "source_correct": _verdict(correct if correct is not None else row.get(f["label"]) if f.get("label") else None),
     }
 
@@ -451,7 +450,17 @@ def _convert_trace(row: dict[str, Any], layout: dict[str, Any]) -> list[dict[str
 
 def _convert_flat(row: dict[str, Any], layout: dict[str, Any]) -> list[dict[str, Any]]:
     f = layout["fields"]
-    return [_trace(row, f, _text(row, f["problem"]) or "", _text(row, f["completion"]) or "", sample=0)]
+    prompt, completion = row.get(f["problem"]), row.get(f["completion"])
+    # TRL's conversational prompt-completion rows hold turns, not text: the last user / assistant turn is meant
+    turns = chat_turns(prompt, f["problem"]) if isinstance(prompt, (list, tuple)) else None
+    if turns is not None:
+        prompt = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+    if isinstance(completion, (list, tuple)):
+        completion = next((t["content"] for t in reversed(chat_turns(completion, f["completion"]))
+                           if t["role"] == "assistant"), "")
+    messages = [t for t in turns if t["role"] != "system"] if turns else None
+    return [_trace(row, f, "" if prompt is None else str(prompt), "" if completion is None else str(completion),
+                   sample=0, messages=messages)]
 
 
 def _as_list(value: Any, column: str) -> list:

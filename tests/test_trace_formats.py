@@ -255,6 +255,22 @@ def test_flat_rows_with_field_flags(tmp_path, shared_data):
     assert outcome(tmp_path / "out") == {"q1": "kept", "q2": "wrong_answer"}
 
 
+def test_trl_conversational_prompt_completion_rows(tmp_path, shared_data):
+    """TRL's conversational prompt-completion layout: `prompt` and `completion` are lists of {role, content}."""
+    row = {"prompt": [{"role": "user", "content": "What is 15 percent of 200?"}],
+           "completion": [{"role": "assistant", "content": "<think>\nA tenth is 20 and half of that is 10, so 30."
+                                                           "\n</think>\n\nIt is $\\boxed{30}$."}],
+           "answer": "30"}
+    src = tmp_path / "trl.jsonl"
+    src.write_text(json.dumps(row) + "\n")
+    result = curate(src, tmp_path / "out", shared_data)
+    assert result.returncode == 0, result.stderr
+    (kept,) = kept_rows(tmp_path / "out")
+    assert kept["messages"][0] == {"role": "user", "content": "What is 15 percent of 200?"}
+    assert kept["messages"][1]["content"].endswith("It is $\\boxed{30}$.")
+    assert kept["prompt_id"] == problem_hash("What is 15 percent of 200?")
+
+
 # ---------------------------------------------------------------- refused input: one line, exit 2
 
 
@@ -310,12 +326,12 @@ def test_hub_dataset_id(tmp_path, shared_data, monkeypatch):
     datasets.Dataset (what datasets.load_dataset returns), everything after it is the real stage."""
     import datasets
 
-    import distill.prompts
+    from distill import trace_formats
     from distill.curate import CurateConfig, curate
 
     dataset = datasets.Dataset(openr1_table())
     calls = []
-    monkeypatch.setattr(distill.prompts, "hub_dataset", lambda *a, **k: calls.append(a) or dataset)
+    monkeypatch.setattr(trace_formats, "hub_dataset", lambda *a, **k: calls.append(a) or dataset)
     cfg = CurateConfig(src="open-r1/OpenR1-Math-220k", out=str(tmp_path / "out"), eval_data_dir=str(shared_data),
                        num_proc=1, split="default")
     curate(cfg)
