@@ -223,14 +223,13 @@ def input_layout(source: Source, cfg: CurateConfig):
     traces are validated against the schema here, before any work starts."""
     from distill.trace_formats import file_columns, resolve_layout
 
+    validated = source.generate_dir is not None and cfg.input_format is None  # a generate dir holds traces
     if source.hub is not None:
         columns = {Path(cfg.src): list(source.hub.column_names)}
-    elif source.generate_dir is not None and cfg.input_format is None:
-        columns = {f: input_columns(f) for f in source.files}
     else:
-        columns = {f: file_columns(f) for f in source.files}
+        columns = {f: input_columns(f) if validated else file_columns(f) for f in source.files}
     layout = resolve_layout(columns, cfg)
-    if layout.format == "trace":
+    if layout.format == "trace" and not validated:
         for f in source.files:
             input_columns(f)
     return layout
@@ -535,10 +534,11 @@ def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> 
     assert kept + sum(dropped.values()) == rows, f"accounting: {kept} kept + {dict(dropped)} != {rows} rows"
     assert not set(dropped) - set(cfg.filters), f"a drop reason outside the chain: {dict(dropped)}"
     examples = merge_examples(unit_stats, selection)
-    exploded = f" (exploded from {plan['rows']:,} rows)" if plan["rows"] != rows else ""
+    total = f"{rows:,} traces (exploded from {plan['rows']:,} input rows)" if plan["rows"] != rows else \
+        f"{rows:,} input rows"
     return {
         "counts": counts,
-        "accounting": f"{kept:,} kept + {sum(dropped.values()):,} dropped = {rows:,} input rows{exploded}",
+        "accounting": f"{kept:,} kept + {sum(dropped.values()):,} dropped = {total}",
         "input": {**input_record(source.layout), "source_rows": plan["rows"], "trace_rows": rows},
         "source_labels": dict(sum((Counter(s.get("source_labels", {})) for s in unit_stats), Counter())),
         "chain": cfg.filters,

@@ -94,7 +94,7 @@ def test_openr1_generations_are_exploded_with_their_provenance(tmp_path, shared_
     report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
     assert report["examples"]["truncated"][0]["detail"] == "finish_reason=length"  # the set's own finish reason
     assert report["input"]["source_rows"] == 2 and report["input"]["trace_rows"] == 5
-    assert "exploded from 2 rows" in report["accounting"]
+    assert report["accounting"] == "3 kept + 2 dropped = 5 traces (exploded from 2 input rows)"
     # the set's per-generation verdicts (correctness_math_verify) next to ours
     assert report["source_labels"] == {"source correct, curate correct": 3, "source wrong, curate wrong": 1,
                                        "source wrong, curate not graded": 1}
