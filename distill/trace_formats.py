@@ -155,36 +155,45 @@ def _first(columns: list[str], role: str) -> str | None:
     return next((c for c in ALIASES[role] if c in columns), None)
 
 
-def _is_trace(cols: list[str]) -> bool:
+def _has(cols: list[str], role: str, given: dict[str, str]) -> bool:
+    """A field named on the command line counts as found, so flags alone can make odd names detectable."""
+    return given.get(role) in cols or _first(cols, role) is not None
+
+
+def _is_trace(cols: list[str], given: dict[str, str]) -> bool:
     # prompt_id + finish_reason are what only distill's own traces carry; a file with them but a missing or
     # mistyped column is still meant as traces, and is told what is wrong with it
     return set(TRACE_REQUIRED) <= set(cols) or {"prompt_id", "finish_reason"} <= set(cols)
 
 
-def _is_generations(cols: list[str]) -> bool:
-    return "generations" in cols and _first(cols, "problem") is not None
+def _is_generations(cols: list[str], given: dict[str, str]) -> bool:
+    return "generations" in cols and _has(cols, "problem", given)
 
 
-def _is_s1k(cols: list[str]) -> bool:
-    return any(_TRAJECTORY.match(c) for c in cols) and _first(cols, "problem") is not None
+def _is_s1k(cols: list[str], given: dict[str, str]) -> bool:
+    return any(_TRAJECTORY.match(c) for c in cols) and _has(cols, "problem", given)
 
 
-def _is_conversations(cols: list[str]) -> bool:
+def _is_conversations(cols: list[str], given: dict[str, str]) -> bool:
     return "conversations" in cols or "messages" in cols
 
 
-def _is_flat(cols: list[str]) -> bool:
-    return _first(cols, "problem") is not None and _first(cols, "completion") is not None
+def _is_flat(cols: list[str], given: dict[str, str]) -> bool:
+    return _has(cols, "problem", given) and _has(cols, "completion", given)
 
 
-def detect(columns: list[str], where: str) -> str:
-    """The format of a file from its columns. More specific shapes win (OpenR1's rows also carry `messages`,
-    one of their generations as a chat: the k generations are the data); flat and conversational columns
-    side by side are ambiguous and must be named with --input-format."""
+def detect(columns: list[str], where: str, given: dict[str, str] | None = None) -> str:
+    """The format of a file from its columns (and the fields named by flag). More specific shapes win (OpenR1's
+    rows also carry `messages`, one of their generations as a chat: the k generations are the data); flat and
+    conversational columns side by side are ambiguous unless --completion-field says which."""
+    given = given or {}
     for name in ("trace", "generations", "s1k"):
-        if FORMATS[name].detect(columns):
+        if FORMATS[name].detect(columns, given):
             return name
-    conv, flat = _is_conversations(columns), _is_flat(columns)
+    conv, flat = _is_conversations(columns, given), _is_flat(columns, given)
+    if conv and flat and given.get("completion"):
+        conv = given["completion"] in ("conversations", "messages")
+        flat = not conv
     if conv and flat:
         raise DistillError(f"'{where}' fits both the conversations and the flat input format (columns "
                            f"{', '.join(columns[:12])}); pass --input-format conversations or --input-format flat")
@@ -207,7 +216,7 @@ def resolve_layout(columns_by_file: dict[Path, list[str]], cfg: Any) -> Layout:
         raise DistillError(f"unknown --input-format '{forced}'; choose from {', '.join(FORMATS)}")
     by_format: dict[str, list[str]] = {}
     for path, cols in columns_by_file.items():
-        by_format.setdefault(forced or detect(cols, str(path)), []).append(str(path))
+        by_format.setdefault(forced or detect(cols, str(path), overrides(cfg)), []).append(str(path))
     if len(by_format) > 1:
         shapes = "; ".join(f"{name}: {_names(files)}" for name, files in by_format.items())
         raise DistillError(f"'{cfg.src}' mixes input formats ({shapes}); curate one shape per run: pass its files "
@@ -254,7 +263,7 @@ def _need(layout: Layout, role: str, columns: list[str], src: str) -> None:
 class InputFormat:
     name: str
     doc: str
-    detect: Any  # (columns) -> bool
+    detect: Any  # (columns, fields named by flag) -> bool
     resolve: Any  # (layout, columns, overrides, src) -> None: fills layout.fields / pairs
     convert: Any  # (row, layout dict) -> list of TRACE rows
     explain: Any  # (layout) -> {trace field: where it comes from}

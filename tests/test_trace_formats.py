@@ -231,8 +231,10 @@ def test_s1k_original_trajectory_list_and_one_teacher_by_flag(tmp_path, shared_d
              "attempt": "Let the integers be $2m+1$ and $2n+1$; their sum $2(m+n+1)$ is even."}]
     src = tmp_path / "s1k.jsonl"
     src.write_text(json.dumps(rows[0]) + "\n")
-    result = curate(src, tmp_path / "out", shared_data, "--completion-field", "thinking_trajectories")
+    result = curate(src, tmp_path / "out", shared_data, "--completion-field", "thinking_trajectories",
+                    "--input-format", "s1k")
     assert result.returncode == 0, result.stderr
+    assert "input format 's1k' (forced with --input-format)" in result.stderr
     assert list(outcome(tmp_path / "out").values()) == ["kept"]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["input"]["format"] == "s1k" and manifest["input"]["mapping"]["answer"].startswith("column solution")
@@ -249,9 +251,9 @@ def test_flat_rows_with_field_flags(tmp_path, shared_data):
     src = tmp_path / "flat.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = curate(src, tmp_path / "out", shared_data, "--problem-field", "query", "--completion-field",
-                    "model_answer", "--answer-field", "gold", "--id-field", "qid", "--input-format", "flat")
+                    "model_answer", "--answer-field", "gold", "--id-field", "qid")
     assert result.returncode == 0, result.stderr
-    assert "input format 'flat' (forced with --input-format)" in result.stderr
+    assert "input format 'flat' (detected from the columns)" in result.stderr
     assert outcome(tmp_path / "out") == {"q1": "kept", "q2": "wrong_answer"}
 
 
