@@ -36,7 +36,7 @@ from typing import Any
 from distill.answers import THINK_CLOSE, THINK_OPEN, extract_boxed
 from distill.errors import DistillError
 from distill.io import iter_jsonl
-from distill.prompts import PROMPT_FILE_SUFFIXES, _read_file, hub_dataset
+from distill.prompts import PROMPT_FILE_SUFFIXES, hub_dataset, read_file
 
 # the columns a row of distill's own traces must have (distill/schema.py TRACE has the rest)
 TRACE_REQUIRED = ("id", "prompt_id", "completion", "finish_reason")
@@ -110,7 +110,7 @@ def file_columns(path: Path) -> list[str]:
 def first_rows(path: Path, n: int | None = None) -> list[dict[str, Any]]:
     """The first `n` rows (all: None) of a .jsonl or .json file, read the way generate reads prompt files."""
     if path.suffix == ".json":
-        rows = _read_file(path)
+        rows = read_file(path, what="traces")
         rows = rows if n is None else rows[:n]
     else:
         rows = []
