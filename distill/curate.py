@@ -4,7 +4,8 @@
     curate(CurateConfig(src="runs/gen", out="runs/data", eval_data_dir="../shared/data"))
 
 Reads a generate directory (its `traces/` shards and manifest), a directory of trace shards, or one
-.parquet/.jsonl file in the TRACE schema. Writes `OUT/data/train-%05d.parquet` (SFT_EXAMPLE schema; loads with
+.parquet/.jsonl file in the TRACE schema; or a published trace set (files, a directory, a hub dataset id) in one
+of the input formats of distill/trace_formats.py, mapped onto TRACE as it is read. Writes `OUT/data/train-%05d.parquet` (SFT_EXAMPLE schema; loads with
 `datasets.load_dataset(OUT)`), `OUT/rejected.parquet` (id, prompt_id, reason, detail for every dropped row),
 `OUT/curation_report.json`, the dataset card `OUT/README.md` with `OUT/token_lengths.png`, and `OUT/manifest.json`.
 
