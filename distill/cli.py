@@ -130,6 +130,14 @@ def _cur(name: str) -> str:
 def curate(
     src: str = typer.Argument(..., help=_cur("src")),
     out: str | None = typer.Option(None, "--out", help=_cur("out")),
+    input_format: str | None = typer.Option(None, help=_cur("input_format")),
+    problem_field: str | None = typer.Option(None, help=_cur("problem_field")),
+    completion_field: str | None = typer.Option(None, help=_cur("completion_field")),
+    answer_field: str | None = typer.Option(None, help=_cur("answer_field")),
+    id_field: str | None = typer.Option(None, help=_cur("id_field")),
+    source_field: str | None = typer.Option(None, help=_cur("source_field")),
+    split: str | None = typer.Option(None, help=_cur("split")),
+    subset: str | None = typer.Option(None, help=_cur("subset")),
     eval_data_dir: str | None = typer.Option(None, help=_cur("eval_data_dir")),
     tokenizer: str | None = typer.Option(None, help=_cur("tokenizer")),
     num_proc: int | None = typer.Option(None, help=_cur("num_proc")),
@@ -144,7 +152,9 @@ def curate(
     from distill.curate import curate as run
 
     values = {"src": src, "out": out, "eval_data_dir": eval_data_dir, "tokenizer": tokenizer, "num_proc": num_proc,
-              "dataset_name": dataset_name, "force": force or None}
+              "dataset_name": dataset_name, "force": force or None, "input_format": input_format,
+              "problem_field": problem_field, "completion_field": completion_field, "answer_field": answer_field,
+              "id_field": id_field, "source_field": source_field, "split": split, "subset": subset}
     run(load_config(CurateConfig, config, set_ or [], values))
 
 

@@ -4,7 +4,8 @@
     curate(CurateConfig(src="runs/gen", out="runs/data", eval_data_dir="../shared/data"))
 
 Reads a generate directory (its `traces/` shards and manifest), a directory of trace shards, or one
-.parquet/.jsonl file in the TRACE schema. Writes `OUT/data/train-%05d.parquet` (SFT_EXAMPLE schema; loads with
+.parquet/.jsonl file in the TRACE schema; or a published trace set (files, a directory, a hub dataset id) in one
+of the input formats of distill/trace_formats.py, mapped onto TRACE as it is read. Writes `OUT/data/train-%05d.parquet` (SFT_EXAMPLE schema; loads with
 `datasets.load_dataset(OUT)`), `OUT/rejected.parquet` (id, prompt_id, reason, detail for every dropped row),
 `OUT/curation_report.json`, the dataset card `OUT/README.md` with `OUT/token_lengths.png`, and `OUT/manifest.json`.
 
@@ -59,8 +60,20 @@ def section(cls: type, help: str) -> Any:
 
 @dataclass
 class CurateConfig:
-    src: str = option(help="Traces: a generate output dir, a dir of trace shards, or a .parquet/.jsonl file.")
+    src: str = option(help="Traces: a generate output dir, .jsonl/.json/.parquet files or a dir of them, or a hub "
+                      "dataset id, in any input format (distill/trace_formats.py).")
     out: str = option(help="Output directory (data/, README.md, curation_report.json). Re-run to resume.")
+    input_format: str | None = option(None, help="Input format: trace, flat, generations, conversations, s1k "
+                                      "(default: detected from the columns).")
+    problem_field: str | None = option(None, help="Input field holding the problem (default: problem, question, ...).")
+    completion_field: str | None = option(None, help="Input field holding the completion(s) (default: completion, "
+                                          "response, generations, conversations, ...).")
+    answer_field: str | None = option(None, help="Input field holding the reference answer (default: answer, "
+                                      "reference_answer, ..., solution).")
+    id_field: str | None = option(None, help="Input field holding a row id (default: id, uuid, ...; else a hash).")
+    source_field: str | None = option(None, help="Input field naming the problem's source (default: source, ...).")
+    split: str = option("train", help="Split of a hub dataset.")
+    subset: str | None = option(None, help="Subset (config name) of a hub dataset.")
     filters: list[str] = option(DEFAULT_CHAIN, help="The filter chain, in order: row filters first, then the set "
                                 "filters duplicate and per_prompt_cap. Leave a name out to switch it off.")
     eval_data_dir: str | None = option(None, help="Folder with aime24.jsonl, aime25.jsonl, math500.jsonl for "
@@ -116,10 +129,12 @@ class CurateConfig:
 
 def curate(cfg: CurateConfig) -> Path:
     from distill.io import DirLock, now, write_manifest
+    from distill.log import get_logger
 
     started = now()
     # ---------------------------------------------------------------- inputs and the work plan
-    source = find_source(cfg.src)
+    source = find_source(cfg.src, cfg.split, cfg.subset)
+    source.layout = input_layout(source, cfg)
     out = Path(cfg.out)
     check_out(out, source)
     with DirLock(out, "distill curate"):
@@ -128,8 +143,10 @@ def curate(cfg: CurateConfig) -> Path:
             report = json.loads((out / "curation_report.json").read_text())
             print_curate_summary(out, report, already_done=True)
             return out
+        if source.layout.format != "trace":  # said once, when the work starts: what was detected, how it maps
+            get_logger().info(source.layout.describe())
         manifest = dict(stage="curate", config=to_dict(cfg), inputs=source.lineage_inputs, started_at=started,
-                        extra={"input_fingerprint": plan["fingerprint"]})
+                        extra={"input_fingerprint": plan["fingerprint"], "input": input_record(source.layout)})
         write_manifest(out, status="running", **manifest)
         # ------------------------------------------------------------ row filters, in parallel, resumable
         unit_stats = run_units(out, cfg, plan)
@@ -153,28 +170,39 @@ class Source:
     files: list[Path]
     generate_dir: Path | None  # the generate stage directory, when there is one (lineage, provenance)
     lineage_inputs: list[str]
+    hub: Any = None  # a hub dataset (datasets.Dataset), written to parquet in OUT/.curate when planned
+    layout: Any = None  # trace_formats.Layout: the input format and its field mapping
 
 
-def find_source(src: str) -> Source:
-    """Resolve SRC to its trace files; a directory without a manifest only means the lineage says unknown."""
+INPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+def find_source(src: str, split: str = "train", subset: str | None = None) -> Source:
+    """Resolve SRC to its trace files (or a hub dataset); a directory without a manifest only means the lineage
+    says unknown."""
     from distill.io import read_manifest, shard_paths
 
     path = Path(src).expanduser()
     if path.is_file():
-        if path.suffix not in (".parquet", ".jsonl"):
-            raise DistillError(f"'{src}' is not a .parquet or .jsonl trace file; pass a generate output directory")
+        if path.suffix not in INPUT_SUFFIXES:
+            raise DistillError(f"'{src}' is not a .parquet, .jsonl or .json trace file; pass a generate output "
+                               "directory, trace files or a hub dataset id")
         return Source([path], None, [])
     if not path.is_dir():
-        raise DistillError(f"traces '{src}' not found; pass a generate output directory or a .parquet/.jsonl file")
+        from distill.trace_formats import load_hub
+
+        return Source([], None, [], hub=load_hub(src, split, subset))
     manifest = read_manifest(path)
     if manifest and manifest.get("stage") not in (None, "generate"):
         raise DistillError(f"'{src}' holds '{manifest['stage']}' output, not traces; pass a generate directory")
     shard_dir = path / "traces" if (path / "traces").is_dir() else path
+    # a dataset repo cloned from the hub keeps its files a level down (data/train-*.parquet)
     files = shard_paths(shard_dir) or sorted(
-        p for p in shard_dir.iterdir() if p.suffix in (".parquet", ".jsonl") and not p.name.startswith(".")
-    )
+        p for p in shard_dir.iterdir() if p.suffix in INPUT_SUFFIXES and not p.name.startswith(".")
+    ) or sorted(p for p in shard_dir.rglob("*") if p.suffix in INPUT_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(shard_dir).parts))
     if not files:
-        raise DistillError(f"no trace shards in '{src}' (looked for traces/*.parquet, *.parquet, *.jsonl); "
+        raise DistillError(f"no trace shards in '{src}' (looked for traces/*.parquet, *.parquet, *.jsonl, *.json); "
                            "run distill generate first or pass a trace file")
     return Source(files, path if manifest else None, [str(path)] if manifest else [])
 
@@ -189,6 +217,28 @@ def check_out(out: Path, source: Source) -> None:
     manifest = read_manifest(out)
     if manifest and manifest.get("stage") != "curate":
         raise DistillError(f"{out} holds '{manifest.get('stage')}' output; choose another --out for curate")
+
+
+def input_layout(source: Source, cfg: CurateConfig):
+    """The input format of SRC and how its fields map onto TRACE (distill/trace_formats.py); distill's own
+    traces are validated against the schema here, before any work starts."""
+    from distill.trace_formats import file_columns, resolve_layout
+
+    validated = source.generate_dir is not None and cfg.input_format is None  # a generate dir holds traces
+    if source.hub is not None:
+        columns = {Path(cfg.src): list(source.hub.column_names)}
+    else:
+        columns = {f: input_columns(f) if validated else file_columns(f) for f in source.files}
+    layout = resolve_layout(columns, cfg)
+    if layout.format == "trace" and not validated:
+        for f in source.files:
+            input_columns(f)
+    return layout
+
+
+def input_record(layout) -> dict[str, Any]:
+    """What the manifest, the report and the card say about the input format."""
+    return {"format": layout.format, "detected": layout.detected, "mapping": layout.mapping(), "fields": layout.fields}
 
 
 def input_columns(path: Path) -> list[str]:
@@ -208,12 +258,13 @@ def input_columns(path: Path) -> list[str]:
             read_parquet(path)  # raises the project's one-line error for an unreadable file
             raise
     else:
-        with path.open(encoding="utf-8") as f:
-            first = next((line for line in f if line.strip()), None)
-        if first is None:
+        from distill.trace_formats import first_rows
+
+        first = first_rows(path, 1)
+        if not first:
             raise DistillError(f"trace file '{path}' is empty; pass a file with at least one trace")
         try:
-            schema = pa.Table.from_pylist([json.loads(first)]).schema
+            schema = pa.Table.from_pylist(first).schema
         except (json.JSONDecodeError, pa.ArrowInvalid) as err:
             raise DistillError(f"{path}:1 is not a valid JSON trace ({err}); fix the file") from None
     # a numeric reference answer (AIME's 25) is read as text, so it need not be a string column
@@ -228,14 +279,16 @@ def input_columns(path: Path) -> list[str]:
 # ---------------------------------------------------------------- the work plan (and resuming it)
 
 
-def fingerprint(cfg: CurateConfig, files: list[Path]) -> str:
+def fingerprint(cfg: CurateConfig, files: list[Path], hub: Any = None) -> str:
     """What decides the staged results: every setting but where things go and how many processes, plus the
-    input files' identity (path, size, modification time)."""
+    input files' identity (path, size, modification time), or a hub dataset's own fingerprint."""
     from distill.io import spelled_out
 
     settings = {k: spelled_out(v) for k, v in to_dict(cfg).items()
                 if k not in ("src", "out", "num_proc", "force", "shard_rows", "dataset_name", "license")}
     inputs = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    if hub is not None:
+        inputs.append((cfg.src, getattr(hub, "_fingerprint", None), hub.num_rows))
     return hashlib.sha256(json.dumps([settings, inputs], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -244,7 +297,7 @@ def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | 
     result. A different config or input is refused unless --force."""
     from distill.io import read_manifest
 
-    fp = fingerprint(cfg, source.files)
+    fp = fingerprint(cfg, source.files, source.hub)
     if cfg.force:
         for name in OUTPUTS:
             target = out / name
@@ -263,7 +316,11 @@ def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | 
         if plan.get("fingerprint") == fp:
             return plan
         shutil.rmtree(out / WORK)  # stale staging of a run that never wrote its manifest
-    plan = {"fingerprint": fp, "units": plan_units(source.files, cfg.unit_rows)}
+    if source.hub is not None:
+        from distill.trace_formats import write_hub
+
+        source.files = [write_hub(source.hub, out / WORK / "hub")]
+    plan = {"fingerprint": fp, "units": plan_units(source.files, cfg.unit_rows, source.layout)}
     plan["rows"] = sum(u["rows"] for u in plan["units"])
     if plan["rows"] == 0:
         raise DistillError(f"traces '{cfg.src}' hold no rows; nothing to curate")
@@ -274,12 +331,22 @@ def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | 
     return plan
 
 
-def plan_units(files: list[Path], unit_rows: int) -> list[dict[str, Any]]:
-    """Cut the input into units of about `unit_rows` rows: groups of parquet row groups, line ranges of jsonl."""
+def plan_units(files: list[Path], unit_rows: int, layout: Any = None) -> list[dict[str, Any]]:
+    """Cut the input into units of about `unit_rows` rows: groups of parquet row groups, line ranges of jsonl,
+    a whole .json file. Each unit carries the input layout (rows are mapped onto TRACE as they are read)."""
+    from distill.trace_formats import file_columns
+
     units = []
     for path in files:
-        columns = input_columns(path)
-        if path.suffix == ".parquet":
+        if layout is None or layout.format == "trace":
+            columns = input_columns(path)
+        else:
+            columns = [c for c in layout.columns() if c in file_columns(path)]
+        if path.suffix == ".json":
+            from distill.trace_formats import first_rows
+
+            units.append({"file": str(path), "columns": columns, "json": True, "rows": len(first_rows(path))})
+        elif path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
             meta = pq.ParquetFile(path).metadata
@@ -296,6 +363,8 @@ def plan_units(files: list[Path], unit_rows: int) -> list[dict[str, Any]]:
                 units.append({"file": str(path), "columns": columns, "bytes": [start, end], "rows": rows})
     for i, unit in enumerate(units):
         unit["index"] = i
+        if layout is not None and layout.format != "trace":
+            unit["layout"] = layout.to_dict()
     return units
 
 
@@ -330,11 +399,12 @@ def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> list[dict[s
         get_logger().info(f"resuming: {len(done)} of {len(plan['units'])} work units already done")
     spec = worker.WorkerSpec.build(cfg) if todo else None
     kill_after = int(os.environ.get("_DISTILL_TEST_KILL_AFTER_UNITS", "0"))  # test hook: simulate kill -9
-    with progress("curate", total=plan["rows"], unit="traces") as bar:
-        bar.advance(sum(s["rows"] for s in done.values()))
+    rows_of = {u["index"]: u["rows"] for u in plan["units"]}  # input rows (a row may hold k traces)
+    with progress("curate", total=plan["rows"], unit="rows") as bar:
+        bar.advance(sum(rows_of[i] for i in done))
         for stats in worker.map_units(spec, todo, str(work), cfg.num_proc or os.cpu_count() or 1):
             done[stats["index"]] = stats
-            bar.advance(stats["rows"], tokens=stats["completion_tokens"])
+            bar.advance(rows_of[stats["index"]], tokens=stats["completion_tokens"])
             if kill_after and len(done) >= kill_after:
                 os.kill(os.getpid(), 9)
     for stats in done.values():
@@ -465,9 +535,13 @@ def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> 
     assert kept + sum(dropped.values()) == rows, f"accounting: {kept} kept + {dict(dropped)} != {rows} rows"
     assert not set(dropped) - set(cfg.filters), f"a drop reason outside the chain: {dict(dropped)}"
     examples = merge_examples(unit_stats, selection)
+    total = f"{rows:,} traces (exploded from {plan['rows']:,} input rows)" if plan["rows"] != rows else \
+        f"{rows:,} input rows"
     return {
         "counts": counts,
-        "accounting": f"{kept:,} kept + {sum(dropped.values()):,} dropped = {rows:,} input rows",
+        "accounting": f"{kept:,} kept + {sum(dropped.values()):,} dropped = {total}",
+        "input": {**input_record(source.layout), "source_rows": plan["rows"], "trace_rows": rows},
+        "source_labels": dict(sum((Counter(s.get("source_labels", {})) for s in unit_stats), Counter())),
         "chain": cfg.filters,
         "examples": examples,
         "decontamination": merge_decontamination(unit_stats, cfg),

@@ -27,6 +27,7 @@ from distill.answers import normalize_tags, split_think
 from distill.errors import DistillError
 from distill.filters import FILTERS, Candidate
 from distill.schema import SFT_EXAMPLE
+from distill.trace_formats import first_rows, to_traces, verdict_key
 
 STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()), ("kind", pa.string())])
 DROPPED = pa.schema([("id", pa.string()), ("prompt_id", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
@@ -125,6 +126,9 @@ def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
         stats["completion_tokens"] += int(row.get("completion_tokens") or 0)
         cand = make_candidate(row, spec)
         reason, detail = check_row(cand, spec, stats)
+        if row.get("source_correct") is not None:  # the input's own verdict (trace_formats), vs ours
+            key = verdict_key(row["source_correct"], reason, "method" in cand.grader)
+            stats["source_labels"][key] = stats["source_labels"].get(key, 0) + 1
         if reason:
             dropped.append({"id": cand.id, "prompt_id": cand.prompt_id, "reason": reason, "detail": detail})
             count_drop(stats, reason, cand.id, detail)
@@ -143,7 +147,7 @@ def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
 
 def new_stats(unit: dict[str, Any]) -> dict[str, Any]:
     return {"index": unit["index"], "rows": 0, "kept": 0, "dropped": Counter(), "examples": {}, "grader": Counter(),
-            "contamination": {}, "completion_tokens": 0, "token_estimates": 0}
+            "contamination": {}, "completion_tokens": 0, "token_estimates": 0, "source_labels": {}}
 
 
 def count_drop(stats: dict[str, Any], reason: str, row_id: str, detail: str) -> None:
@@ -157,7 +161,20 @@ def count_drop(stats: dict[str, Any], reason: str, row_id: str, detail: str) -> 
 
 
 def read_unit(unit: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The unit's TRACE rows: read as they are, or mapped from the unit's input format (trace_formats)."""
+    layout = unit.get("layout")
+    if layout is None:
+        yield from read_raw(unit)
+        return
+    for row in read_raw(unit):
+        yield from to_traces(row, layout)
+
+
+def read_raw(unit: dict[str, Any]) -> Iterator[dict[str, Any]]:
     path = Path(unit["file"])
+    if unit.get("json"):
+        yield from first_rows(path)
+        return
     if "row_groups" in unit:
         table = pq.ParquetFile(path).read_row_groups(unit["row_groups"], columns=unit["columns"])
         yield from table.to_pylist()

@@ -156,7 +156,15 @@ class ContaminatedParams:
 
 
 def truncated(c: Candidate, p: NoParams) -> str | None:
-    return None if c.finish_reason == "stop" else f"finish_reason={c.finish_reason}"
+    """A trace that did not finish. Inputs that never recorded why generation stopped (finish_reason `unknown`,
+    distill/trace_formats.py) are judged from the text: a reasoning block never closed, or nothing after it."""
+    if c.finish_reason != "unknown":
+        return None if c.finish_reason == "stop" else f"finish_reason={c.finish_reason}"
+    if c.is_reasoning and c.answer_text is None:
+        return "finish_reason unknown; from the text: no </think> (cut off in the reasoning)"
+    if not (c.answer_text or "").strip():
+        return f"finish_reason unknown; from the text: {'nothing after </think>' if c.is_reasoning else 'empty'}"
+    return None
 
 
 def bad_think_format(c: Candidate, p: NoParams) -> str | None:
@@ -307,7 +315,8 @@ class Filter:
 FILTERS: dict[str, Filter] = {
     f.name: f
     for f in [
-        Filter("truncated", truncated, NoParams, "row", "finish_reason is not `stop` (length limit, error)"),
+        Filter("truncated", truncated, NoParams, "row", "finish_reason is not `stop` (length limit, error); when "
+               "the input did not record it, no `</think>` or nothing after it"),
         Filter("bad_think_format", bad_think_format, NoParams, "row",
                "not exactly one well-formed `<think>...</think>` with text on both sides"),
         Filter("no_answer", no_answer, NoAnswerParams, "row", "no `\\boxed{}` after `</think>` (rows with a reference)"),

@@ -85,15 +85,16 @@ def _read_rows(src: str, split: str, subset: str | None) -> list[dict[str, Any]]
         files = sorted(p for p in path.rglob("*") if p.suffix in PROMPT_FILE_SUFFIXES and not p.name.startswith("."))
         if not files:
             raise DistillError(f"prompts directory '{src}' holds no .jsonl/.json/.parquet files")
-        return [row for f in files for row in _read_file(f)]
+        return [row for f in files for row in read_file(f)]
     if path.is_file():
-        return _read_file(path)
+        return read_file(path)
     if path.suffix in PROMPT_FILE_SUFFIXES or src.startswith((".", "/", "~")) or src.count("/") > 1:
         raise DistillError(f"prompts file '{src}' not found; pass an existing .jsonl/.parquet file or a hub dataset id")
     return _read_hub(src, split, subset)
 
 
-def _read_file(path: Path) -> list[dict[str, Any]]:
+def read_file(path: Path, what: str = "prompts") -> list[dict[str, Any]]:
+    """All rows of one .jsonl/.json/.parquet file (curate reads trace files through this too)."""
     from distill.io import iter_jsonl
 
     if path.suffix == ".parquet":
@@ -102,32 +103,37 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         try:
             return pq.read_table(path).to_pylist()
         except (pa.ArrowInvalid, OSError) as err:
-            raise DistillError(f"cannot read prompts '{path}' as parquet ({err}); pass a valid .parquet file") from None
+            raise DistillError(f"cannot read {what} '{path}' as parquet ({err}); pass a valid .parquet file") from None
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise DistillError(f"prompts '{path}' are not valid JSON ({err.msg} at line {err.lineno})") from None
+            raise DistillError(f"{what} '{path}' are not valid JSON ({err.msg} at line {err.lineno})") from None
         if not isinstance(data, list):
-            raise DistillError(f"prompts '{path}' must be a JSON list of objects (or use .jsonl, one per line)")
+            raise DistillError(f"{what} '{path}' must be a JSON list of objects (or use .jsonl, one per line)")
         return data
     if path.suffix == ".jsonl":
         return list(iter_jsonl(path))
-    raise DistillError(f"prompts file '{path}' has an unknown type; use .jsonl, .json or .parquet")
+    raise DistillError(f"{what} file '{path}' has an unknown type; use .jsonl, .json or .parquet")
 
 
 def _read_hub(dataset_id: str, split: str, subset: str | None) -> list[dict[str, Any]]:
+    return hub_dataset(dataset_id, split, subset).to_list()
+
+
+def hub_dataset(dataset_id: str, split: str, subset: str | None, what: str = "prompts") -> Any:
+    """One split of a hub dataset (datasets.Dataset); any failure is one line naming the fix. Curate reads its
+    trace sets through this too."""
     try:
         import datasets
 
-        ds = datasets.load_dataset(dataset_id, subset, split=split)
+        return datasets.load_dataset(dataset_id, subset, split=split)
     except Exception as err:  # noqa: BLE001 - the hub raises many kinds; all mean "could not load"
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DistillError(
-            f"could not load prompts '{dataset_id}' (split {split}) from the hub: {first}; "
+            f"could not load {what} '{dataset_id}' (split {split}) from the hub: {first}; "
             "pass a local .jsonl/.parquet file, or check the dataset id, --split and your network"
         ) from None
-    return ds.to_list()
 
 
 def _prompt_ids(rows: list[dict[str, Any]], id_field: str, problem_field: str, src: str) -> list[str]:

@@ -22,7 +22,8 @@ import pyarrow as pa
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
 
-FINISH_REASONS = ("stop", "length", "error")
+# `unknown`: a published trace set that did not record why generation stopped (curate's input formats)
+FINISH_REASONS = ("stop", "length", "error", "unknown")
 
 
 class Message(TypedDict):
@@ -46,7 +47,7 @@ class Trace(TypedDict):
     source: str | None
     messages: list[Message]
     completion: str
-    finish_reason: Literal["stop", "length", "error"]
+    finish_reason: Literal["stop", "length", "error", "unknown"]
     prompt_tokens: int
     completion_tokens: int
     teacher: str
@@ -128,7 +129,7 @@ def validate(actual: pa.Schema, expected: pa.Schema, where: str, kind: str | Non
         kind = kind or next((k for k, s in NAMES.items() if s.equals(expected)), "record")
         parts = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + wrong
         raise DistillError(
-            f"{where} does not match the {kind} schema: {'; '.join(parts)} (see DESIGN.md, record schemas)"
+            f"{where} does not match the {kind} schema: {'; '.join(parts)} (the record schemas are in distill/schema.py)"
         )
 
 

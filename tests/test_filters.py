@@ -170,3 +170,25 @@ def test_per_prompt_cap_is_deterministic_and_order_free():
     shuffled = [rows[2], rows[3], rows[0], rows[1]]
     picked = {rows[i][0] for i in over_cap(rows, 1, "random", 7)}
     assert picked == {shuffled[i][0] for i in over_cap(shuffled, 1, "random", 7)}
+
+
+@pytest.mark.parametrize(
+    "completion, teacher, expected",
+    [
+        ("<think>\nfine\n</think>\n\n$\\boxed{5}$", "unknown", None),
+        ("<|begin_of_thought|>\nstill thinking, 2 plus", "unknown", "no </think> (cut off in the reasoning)"),
+        ("<think>\nall thought out\n</think>\n\n", "unknown", "nothing after </think>"),
+        ("", "deepseek-v3", "empty"),
+        ("The answer is 5.", "deepseek-v3", None),
+    ],
+)
+def test_truncated_decides_from_the_text_when_the_finish_reason_is_unknown(tiny, completion, teacher, expected):
+    """Published sets rarely record why generation stopped (finish_reason `unknown`, distill/trace_formats.py):
+    the text decides, and the reason says that it did."""
+    spec = worker.WorkerSpec.build(tiny[0])
+    row = {"id": "p/0", "prompt_id": "p", "problem": "What is 2+3?", "completion": completion,
+           "finish_reason": "unknown", "teacher": teacher}
+    why = FILTERS["truncated"].check(worker.make_candidate(row, spec), None)
+    assert why == (None if expected is None else f"finish_reason unknown; from the text: {expected}")
+    assert FILTERS["truncated"].check(worker.make_candidate({**row, "finish_reason": "length"}, spec), None) == \
+        "finish_reason=length"
