@@ -85,6 +85,7 @@ def generate(
     serving_hints: bool | None = typer.Option(None, "--serving-hints/--no-serving-hints", help=_gen("serving_hints")),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=_gen("trust_remote_code")),
     batch_size: int | None = typer.Option(None, help=_gen("batch_size")),
+    dtype: str | None = typer.Option(None, help=_gen("dtype")),
     force: bool = typer.Option(False, "--force", help=_gen("force")),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),

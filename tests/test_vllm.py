@@ -79,8 +79,9 @@ def test_generate_writes_n_times_k_rows_and_a_killed_run_resumes_with_every_id_o
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)) == 300
     assert finished <= set(ids)  # nothing finished before the kill was lost
-    assert {r["finish_reason"] for r in rows} == {"stop"}
-    assert all(r["completion"] == TEACHER_REPLY for r in rows)
+    # sampled at R1's T=0.6 with each sample's own seed: the parrot almost always says its one reply
+    assert {r["finish_reason"] for r in rows} <= {"stop", "length"}
+    assert sum(r["completion"] == TEACHER_REPLY for r in rows) >= 270
     assert all(r["prompt_tokens"] > 10 and 10 < r["completion_tokens"] <= 48 for r in rows)
     assert {r["model"] for r in rows} == {str(parrot_model)} and {r["teacher"] for r in rows} == {"deepseek-r1"}
     manifest = read_manifest(out)
