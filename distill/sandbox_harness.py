@@ -189,7 +189,7 @@ def run_stdio(job, limits):
         sink = sys.stdout = BoundedSink(limits["output_bytes"])
         scope = {"__name__": "__main__", "__builtins__": __builtins__}
 
-        def main():
+        def main(scope=scope):
             try:
                 exec(program, scope)
             except SystemExit as stop:
