@@ -125,7 +125,10 @@ def classify(exc, sources):
         return "wrong_answer", _line(frames[-1], sources) or text, where
     if isinstance(exc, SystemExit):
         return "exception", f"exit({exc.code!r}) before the tests finished", where
-    return "exception", text, where
+    inner = next((f for f in reversed(frames) if f.filename == "<solution>"), None)
+    if inner is not None and where and not where.startswith("solution"):
+        text += f" (solution line {inner.lineno}: {_line(inner, sources)})"
+    return "exception", text[:300], where
 
 
 def _line(frame, sources):
@@ -183,8 +186,9 @@ def run_stdio(job, limits):
         with open(path, "w", encoding="utf-8") as f:
             f.write(given)
         fd = os.open(path, os.O_RDONLY)
-        os.dup2(fd, 0)
-        os.close(fd)
+        if fd != 0:  # fd 0 is free again when the last case's open(0) closed it
+            os.dup2(fd, 0)
+            os.close(fd)
         sys.stdin = open(0, encoding="utf-8", closefd=False)
         sink = sys.stdout = BoundedSink(limits["output_bytes"])
         scope = {"__name__": "__main__", "__builtins__": __builtins__}
