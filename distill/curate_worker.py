@@ -54,6 +54,11 @@ class WorkerSpec:
             from distill.sandbox import check_sandbox
 
             check_sandbox()  # no bubblewrap: one line naming the package, before any work starts
+        elif has_code:
+            from distill.log import get_logger
+
+            get_logger().warning("the traces hold code rows (with tests) but failed_tests is not in the filter chain: "
+                                 "their programs are kept without being run")
 
         index = None
         if "contaminated" in cfg.filters:
