@@ -72,7 +72,7 @@ def parse_tests(tests: Any, entry_point: str | None = None) -> CodeTests:
                              entry_point=entry_point or None)
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return CodeTests(asserts="\n".join(value) + "\n", entry_point=entry_point or None)
-    if isinstance(value, list) and value and all(isinstance(v, dict) and "input" in v and "output" in v for v in value):
+    if isinstance(value, list) and value and all(isinstance(v, dict) and {"input", "output"} <= set(v) for v in value):
         return CodeTests(cases=tuple((_text(v["input"]), _text(v["output"])) for v in value),
                          entry_point=entry_point or None)
     raise TestsError(f"tests of an unknown shape ({type(value).__name__}: {str(value)[:60]!r}); give assert code or "

@@ -29,8 +29,8 @@ from distill.errors import DistillError
 from distill.filters import FILTERS, Candidate
 from distill.schema import SFT_EXAMPLE
 
-STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()), ("kind", pa.string()),
-                                        ("task", pa.string())])
+STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()),
+                                        ("kind", pa.string()), ("task", pa.string())])
 DROPPED = pa.schema([("id", pa.string()), ("prompt_id", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 SIGNATURES = pa.schema([("prompt_id", pa.string()), ("signature", pa.list_(pa.uint32()))])
 

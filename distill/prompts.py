@@ -101,7 +101,8 @@ def code_columns(rows: list[dict[str, Any]], columns: list[str], src: str, tests
     for field, flag, default in ((entry_point_field, "--entry-point-field", "entry_point"),
                                  (language_field, "--language-field", "language")):
         if field not in columns and field != default:
-            raise DistillError(f"prompts '{src}' have no '{field}' field (fields: {', '.join(columns[:12])}); fix {flag}")
+            raise DistillError(f"prompts '{src}' have no '{field}' field (fields: {', '.join(columns[:12])}); "
+                               f"fix {flag}")
     tests = [_tests_text(r.get(tests_field)) for r in rows]
     languages = [(_opt_str(r.get(language_field)) or "python").lower() if t is not None else None
                  for r, t in zip(rows, tests, strict=True)]

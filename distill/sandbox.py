@@ -45,8 +45,8 @@ INSTALL_HINT = ("code verification runs programs under bubblewrap and will not r
 
 @dataclass(frozen=True)
 class Limits:
-    test_timeout: float = field(default=4.0, metadata={"help": "Seconds per test (per stdin/stdout case, or for "
-                                                       "the whole check() of assert-style tests)."})
+    test_timeout: float = field(default=4.0, metadata={"help": "CPU seconds per test (per stdin/stdout case, or "
+                                                       "for the whole check() of assert-style tests)."})
     program_timeout: float = field(default=30.0, metadata={"help": "Wall-clock seconds for a program and all its "
                                                            "tests, after which the sandbox is killed."})
     memory_mb: int = field(default=2048, metadata={"help": "Address space per process, in MiB."})
@@ -251,7 +251,8 @@ def _kill(proc: subprocess.Popen) -> None:
 def _verdict(code: int, out: bytes, err: bytes, stop: str | None, nonce: str, seconds: float,
              limits: Limits) -> Result:
     if stop == "timeout":
-        return Result("timeout", f"killed after {limits.program_timeout:g} s (wall clock)", seconds=seconds)
+        return Result("timeout", f"killed at the wall-clock time limit ({limits.program_timeout:g} s)",
+                      seconds=seconds)
     if stop == "output_limit":
         return Result("output_limit", f"wrote more than {limits.output_bytes:,} bytes", seconds=seconds)
     for line in reversed(out.decode("utf-8", "replace").splitlines()):

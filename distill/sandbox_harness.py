@@ -87,7 +87,9 @@ def _alarm(signum, frame):
 
 
 def run_timed(seconds, fn):
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # CPU time, not wall time: a verdict must not depend on how loaded the machine is (a program that sleeps
+    # instead of computing meets the sandbox's wall-clock kill)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         fn()
         # a program that did its work in a thread (the deep-recursion idiom) is finished when its threads are
@@ -95,7 +97,7 @@ def run_timed(seconds, fn):
             if t is not threading.main_thread() and not t.daemon:
                 t.join()
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_PROF, 0)
 
 
 def classify(exc, sources):
@@ -105,7 +107,7 @@ def classify(exc, sources):
     name = type(exc).__name__
     text = f"{name}: {exc}" if str(exc) else name
     if isinstance(exc, TestTimeout):
-        return "timeout", "ran past the per-test time limit", where
+        return "timeout", "ran past the per-test CPU time limit", where
     if isinstance(exc, OutputLimit):
         return "output_limit", "printed more than the output limit", where
     if isinstance(exc, MemoryError):
@@ -224,7 +226,7 @@ def main():
     # it directly (os.write(1, ...)) cannot interleave with the verdict
     verdict = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGPROF, _alarm)
     apply_limits(limits)
     try:
         result = run_assert(job, limits) if job["kind"] == "assert" else run_stdio(job, limits)

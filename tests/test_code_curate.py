@@ -65,7 +65,8 @@ def code_rows() -> list[dict]:
         code_row("ab-ok", "Read a and b, print a + b.", A_PLUS_B, None,
                  fenced("a, b = map(int, input().split())\nprint(a + b)\n"), "kept", "stdin/stdout, correct"),
         code_row("ab-bad", "Read a and b, print a + b (again).", A_PLUS_B, None,
-                 fenced("a, b = map(int, input().split())\nprint(a * b + 1)\n"), "failed_tests", "stdin/stdout, wrong"),
+                 fenced("a, b = map(int, input().split())\nprint(a * b + 1)\n"), "failed_tests",
+                 "stdin/stdout, wrong"),
     ]
 
 

@@ -20,8 +20,8 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 CHECK = "def check(candidate):\n    assert candidate() == 1\n"
 HOSTILE = {
     # name: (program, status, a word the detail must hold)
-    "socket": ("import socket\ndef f():\n    socket.create_connection(('93.184.216.34', 80), timeout=3)\n    return 1\n",
-               "forbidden", "network"),
+    "socket": ("import socket\ndef f():\n    socket.create_connection(('93.184.216.34', 80), timeout=3)\n"
+               "    return 1\n", "forbidden", "network"),
     "write outside tmp": ("def f():\n    open('/etc/distill-sandbox-test', 'w').write('x')\n    return 1\n",
                           "forbidden", "filesystem"),
     "fork bomb": ("import os\ndef f():\n    while True:\n        os.fork()\n", "process_limit", "Resource"),
@@ -30,8 +30,9 @@ HOSTILE = {
     "infinite print to fd 1": ("import os\ndef f():\n    while True:\n        os.write(1, b'x' * 65536)\n",
                                "output_limit", "bytes"),
     "infinite loop": ("def f():\n    while True:\n        pass\n", "timeout", "time"),
-    "loop that eats the alarm": ("def f():\n    while True:\n        try:\n            while True:\n                pass\n"
-                                 "        except BaseException:\n            pass\n", "timeout", ""),
+    "loop that eats the alarm": ("def f():\n    while True:\n        try:\n            while True:\n"
+                                 "                pass\n        except BaseException:\n            pass\n",
+                                 "timeout", "time"),
 }
 MUTATE = """
 _distill_original = {e}
