@@ -112,6 +112,10 @@ def evaluate(cfg: EvalConfig) -> Path:
     check_model_path(cfg.model)  # said first, before any task or data is looked up
     manager, refs = resolve_tasks(cfg)
     check_data(cfg, refs)
+    if any(is_code_task(r) for r in refs):
+        from distill.sandbox import check_sandbox
+
+        check_sandbox()  # code tasks score in the sandbox: no bubblewrap, one line, before the model loads
     with DirLock(out, "distill eval"):
         # ------------------------------------------------------------ what is left to do
         results = read_results(out)

@@ -194,6 +194,7 @@ def _communicate(proc: subprocess.Popen, data: bytes, limits: Limits) -> tuple[b
     deadline = time.monotonic() + limits.program_timeout
     chunks = {proc.stdout: [], proc.stderr: []}
     size, stop, view = 0, None, memoryview(data)
+    os.set_blocking(proc.stdin.fileno(), False)  # a full pipe must never block the loop that enforces the limits
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdin, selectors.EVENT_WRITE)
         sel.register(proc.stdout, selectors.EVENT_READ)
@@ -207,6 +208,8 @@ def _communicate(proc: subprocess.Popen, data: bytes, limits: Limits) -> tuple[b
                 if key.fileobj is proc.stdin:
                     try:
                         view = view[os.write(proc.stdin.fileno(), view[:65536]):]
+                    except BlockingIOError:
+                        continue
                     except BrokenPipeError:
                         view = view[:0]
                     if not view:

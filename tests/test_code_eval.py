@@ -86,3 +86,11 @@ def test_distill_eval_humaneval_end_to_end_on_the_tiny_model(tmp_path, tiny_mode
     for s in samples:  # a random model writes no code: each sample is still recorded with its outcome
         assert s["outcome"] == "no_code" and s["correct"] is False and s["prompt"].rstrip().endswith("<think>")
     assert "humaneval pass@1" in res.stdout and (out / "report.md").is_file()
+
+
+def test_without_bubblewrap_the_code_eval_refuses_before_loading_the_model(tmp_path, tiny_model, humaneval_dir):
+    res = run_cli("eval", "--model", tiny_model, "--tasks", "humaneval", "--backend", "hf", "--limit", "1",
+                  "--data-dir", humaneval_dir, "--out", tmp_path / "eval", env={"PATH": str(tmp_path)})
+    assert res.returncode == 2, res.stderr
+    assert "bubblewrap" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "eval" / "results.json").exists()
