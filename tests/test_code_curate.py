@@ -143,3 +143,22 @@ def test_prompts_with_tests_in_another_language_are_refused(tmp_path):
                   "--model", "unused")
     assert res.returncode == 2 and "'rust'" in res.stderr and "python" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_public_code_set_shapes_load_as_a_field_mapping(tmp_path):
+    from distill.code_grader import parse_tests
+    from distill.prompts import load_prompts
+
+    rows = [  # MBPP (test_list), APPS (input_output as JSON text), CodeContests (a dict), and a math row
+        {"id": "mbpp-1", "text": "Write add(a, b).", "test_list": ["assert add(1, 2) == 3"]},
+        {"id": "apps-1", "text": "Print a+b.", "test_list": json.dumps({"inputs": ["1 2\n"], "outputs": ["3\n"]})},
+        {"id": "cc-1", "text": "Print a+b.", "test_list": {"input": ["1 2\n"], "output": ["3\n"]}},
+        {"id": "math-1", "text": "1 + 1?", "answer": "2"},
+    ]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = load_prompts(str(path), problem_field="text", tests_field="test_list").to_pylist()
+    assert [r["language"] for r in table] == ["python", "python", "python", None]
+    assert parse_tests(table[0]["tests"]).asserts == "assert add(1, 2) == 3\n"
+    assert parse_tests(table[1]["tests"]).cases == (("1 2\n", "3\n"),) == parse_tests(table[2]["tests"]).cases
+    assert table[3]["tests"] is None and table[3]["answer"] == "2"
