@@ -162,6 +162,9 @@ def bwrap_argv(python: str, limits: Limits) -> list[str]:
         "--cap-drop", "ALL", "--die-with-parent", "--new-session",
         "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
         "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONHASHSEED", "0",
+        # one thread per numeric library: a sandbox gets one core, and OpenBLAS's per-thread buffers on a many-core
+        # machine would not fit the address-space limit (numpy's import would fail with MemoryError)
+        "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "OPENBLAS_NUM_THREADS", "1", "--setenv", "MKL_NUM_THREADS", "1",
         "--chdir", "/tmp",
         "--", python, "-I", "-c", HARNESS,
     ]
