@@ -19,7 +19,7 @@ from typing import Any
 
 from distill.code_grader import TestsError, grade_programs, parse_tests
 from distill.errors import DistillError
-from distill.filters import FILTERS, Candidate
+from distill.filters import Candidate
 from distill.sandbox import Limits, Result
 
 CODE_FILTERS = ("no_code", "failed_tests", "code_timeout")
@@ -96,7 +96,3 @@ def merge_report(unit_stats: list[dict[str, Any]], kept: int, filters: list[str]
 
         report["sandbox"] = sandbox_info(check_sandbox())
     return report
-
-
-def check_filters_known() -> None:
-    assert all(name in FILTERS for name in CODE_FILTERS), "a code filter is missing from the registry"
