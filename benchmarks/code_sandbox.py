@@ -15,7 +15,8 @@ comment, so no two are the same and the sandbox's de-duplication of identical pr
 - baseline: what a first script does: for each trace and each of its tests, `subprocess.run([python, file])`
   with the test's input and a timeout, one after another, no sandbox at all.
 
-Both must reach the same verdict (pass or fail) on every trace the baseline ran. The last line printed is one
+Both must reach the same verdict (pass or fail) on every trace the baseline ran. On a shared machine the load
+moves, so the two run in alternating chunks (ours on 500 traces, the baseline on its share of them, ...). The last line printed is one
 JSON object: n, ours_s, ours_traces_per_s, baseline_n, baseline_s, baseline_traces_per_s, speedup, agree.
 """
 
@@ -163,21 +164,31 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=1_000, help="traces (an evenly spaced subsample) through "
                         "the baseline, which is sequential and slow; its rate is what is compared")
     parser.add_argument("--workers", type=int, default=None, help="sandboxes at once (default: one per core)")
+    parser.add_argument("--chunk", type=int, default=500, help="traces per alternation between ours and the baseline")
     args = parser.parse_args()
 
     traces = make_traces(args.n)
     print(f"{args.n:,} traces ({sum(t['tests'].cases is not None for t in traces):,} stdin/stdout with 10 cases, "
           f"the rest HumanEval); {os.cpu_count()} cores", flush=True)
-    start = time.perf_counter()
-    ours = run_ours(traces, args.workers)
-    ours_s = time.perf_counter() - start
-    assert ours == [t["expect_pass"] for t in traces], "our verdicts differ from the planted outcomes"
     step = max(1, args.n // max(1, args.baseline_n))
-    subset = list(range(0, args.n, step))[: args.baseline_n]
-    start = time.perf_counter()
-    base = run_baseline([traces[i] for i in subset])
-    base_s = time.perf_counter() - start
-    agree = sum(ours[i] == b for i, b in zip(subset, base, strict=True)) / len(subset)
+    subset = set(list(range(0, args.n, step))[: args.baseline_n])
+    # the two run in alternating chunks, so that both meet the same load of a shared machine
+    ours, base, ours_s, base_s, agree = [], [], 0.0, 0.0, 0
+    for lo in range(0, args.n, args.chunk):
+        chunk = range(lo, min(lo + args.chunk, args.n))
+        start = time.perf_counter()
+        ours += run_ours([traces[i] for i in chunk], args.workers)
+        ours_s += time.perf_counter() - start
+        picked = [i for i in chunk if i in subset]
+        start = time.perf_counter()
+        verdicts = run_baseline([traces[i] for i in picked])
+        base_s += time.perf_counter() - start
+        agree += sum(ours[i] == v for i, v in zip(picked, verdicts, strict=True))
+        base += verdicts
+        print(f"  {len(ours):,} traces: ours {ours_s:.1f} s, baseline {len(base):,} traces {base_s:.1f} s", flush=True)
+    assert ours == [t["expect_pass"] for t in traces], "our verdicts differ from the planted outcomes"
+    agree /= len(base)
+    subset = base
     ours_rate, base_rate = args.n / ours_s, len(subset) / base_s
     print(f"{'':10s} {'traces':>8s} {'seconds':>9s} {'traces/s':>9s}")
     print(f"{'ours':10s} {args.n:8,d} {ours_s:9.1f} {ours_rate:9.1f}   (bubblewrap, every core)")
