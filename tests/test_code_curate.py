@@ -5,20 +5,18 @@ by their sandbox outcome in the report and the card."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
 from test_curate import outcome, write_jsonl
-from test_sandbox import MUTATE, humaneval_problems
+from test_sandbox import MUTATE, humaneval_problems, needs_bwrap
 
 from distill.io import read_shards
 from distill.teachers import CODE_PROMPT_SUFFIX, R1_PROMPT_SUFFIX
 
 ASSETS = Path(__file__).parent / "assets"
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (setup.sh --dev)")
 A_PLUS_B = json.dumps({"inputs": ["1 2\n", "40 2\n"], "outputs": ["3\n", "42\n"]})
 
 

@@ -4,19 +4,17 @@ its program in the sandbox (unbiased pass@k), and `distill eval --tasks humaneva
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from test_sandbox import MUTATE
+from test_sandbox import MUTATE, needs_bwrap
 
 from distill.code_tasks import doc_to_text, grade_all, process_results, score_problem
 from distill.scoring import pass_at_k
 from distill.teachers import CODE_PROMPT_SUFFIX
 
 REPO = Path(__file__).parent.parent
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (setup.sh --dev)")
 
 
 @pytest.fixture(scope="module")

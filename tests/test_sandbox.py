@@ -15,7 +15,19 @@ from distill.code_grader import extract_code, grade_programs, parse_tests
 from distill.errors import DistillError
 from distill.sandbox import Job, Limits, check_sandbox, run_many
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (setup.sh --dev)")
+
+def sandbox_problem() -> str | None:
+    """Why programs cannot run in the sandbox here (no bwrap, no user namespaces), or None."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (setup.sh --dev installs it)"
+    try:
+        check_sandbox()
+    except DistillError as err:
+        return str(err)
+    return None
+
+
+needs_bwrap = pytest.mark.skipif(sandbox_problem() is not None, reason=str(sandbox_problem()))
 
 CHECK = "def check(candidate):\n    assert candidate() == 1\n"
 HOSTILE = {
