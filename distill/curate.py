@@ -44,11 +44,13 @@ from distill.filters import (
     TooShortParams,
     WrongAnswerParams,
 )
+from distill.sandbox import Limits
 
 WORK = ".curate"
 # trace columns curate reads; the rest of TRACE (sample, model, ...) is not needed and may be absent
 REQUIRED = ("id", "prompt_id", "completion", "finish_reason")
-OPTIONAL = ("problem", "answer", "source", "messages", "teacher", "prompt_tokens", "completion_tokens")
+OPTIONAL = ("problem", "answer", "source", "messages", "teacher", "prompt_tokens", "completion_tokens",
+            "tests", "entry_point", "language")  # the last three: code rows (schema.CODE)
 # curate's own outputs in OUT, removed by --force (nothing else there is touched)
 OUTPUTS = ("data", "rejected.parquet", "curation_report.json", "README.md", "token_lengths.png", "manifest.json", WORK)
 
@@ -104,6 +106,9 @@ class CurateConfig:
     contaminated: ContaminatedParams = section(ContaminatedParams, "contaminated parameters.")
     duplicate: DuplicateParams = section(DuplicateParams, "duplicate parameters.")
     per_prompt_cap: PerPromptCapParams = section(PerPromptCapParams, "per_prompt_cap parameters.")
+    no_code: NoParams = section(NoParams, "no_code: no parameters.")
+    failed_tests: Limits = section(Limits, "failed_tests: the sandbox's limits (code_timeout uses them too).")
+    code_timeout: NoParams = section(NoParams, "code_timeout: no parameters (the limits are failed_tests').")
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.filters if f not in FILTERS]
@@ -397,12 +402,14 @@ def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> list[dict[s
     todo = [u for u in plan["units"] if u["index"] not in done]
     if done:
         get_logger().info(f"resuming: {len(done)} of {len(plan['units'])} work units already done")
-    spec = worker.WorkerSpec.build(cfg) if todo else None
+    num_proc = cfg.num_proc or os.cpu_count() or 1
+    has_code = any("tests" in u["columns"] for u in todo)
+    spec = worker.WorkerSpec.build(cfg, has_code, num_proc) if todo else None
     kill_after = int(os.environ.get("_DISTILL_TEST_KILL_AFTER_UNITS", "0"))  # test hook: simulate kill -9
     rows_of = {u["index"]: u["rows"] for u in plan["units"]}  # input rows (a row may hold k traces)
     with progress("curate", total=plan["rows"], unit="rows") as bar:
         bar.advance(sum(rows_of[i] for i in done))
-        for stats in worker.map_units(spec, todo, str(work), cfg.num_proc or os.cpu_count() or 1):
+        for stats in worker.map_units(spec, todo, str(work), num_proc):
             done[stats["index"]] = stats
             bar.advance(rows_of[stats["index"]], tokens=stats["completion_tokens"])
             if kill_after and len(done) >= kill_after:
@@ -428,7 +435,7 @@ class Selection:
     examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
-SMALL_COLUMNS = ["id", "prompt_id", "num_tokens", "completion_key", "teacher", "source", "kind"]
+SMALL_COLUMNS = ["id", "prompt_id", "num_tokens", "completion_key", "teacher", "source", "kind", "task"]
 
 
 def select(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> Selection:
@@ -546,6 +553,7 @@ def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> 
         "examples": examples,
         "decontamination": merge_decontamination(unit_stats, cfg),
         "grader": dict(sum((Counter(s["grader"]) for s in unit_stats), Counter())),
+        "code": merge_code_report(unit_stats, selection, cfg.filters),
         "tokens": token_stats(lengths, counted_with(cfg, unit_stats)),
         "kept_by": merge_kept(selection),
         "units": {"total": len(unit_stats), "resumed": sum(s.get("resumed", False) for s in unit_stats)},
@@ -594,14 +602,21 @@ def merge_decontamination(unit_stats, cfg: CurateConfig) -> dict[str, dict[str, 
 
 
 def merge_kept(selection: Selection) -> dict[str, dict[str, int]]:
-    """Kept rows by teacher, source and kind (reasoning or not), after the set filters."""
+    """Kept rows by teacher, source, kind (reasoning or not) and task (math or code), after the set filters."""
     import numpy as np
 
     table, alive = selection.table, np.concatenate(selection.keep) if selection.keep else []
     return {
         column: dict(Counter(str(v) if v is not None else "unknown" for v in table[column][alive]).most_common(20))
-        for column in ("teacher", "source", "kind")
+        for column in ("teacher", "source", "kind", "task")
     }
+
+
+def merge_code_report(unit_stats, selection: Selection, filters: list[str]) -> dict[str, Any]:
+    from distill.curate_code import merge_report
+
+    kept = merge_kept(selection)["task"].get("code", 0)
+    return merge_report(unit_stats, kept, filters)
 
 
 def write_card(out: Path, cfg: CurateConfig, source: Source, report: dict[str, Any], lengths) -> None:
@@ -624,6 +639,10 @@ def print_curate_summary(out: Path, report: dict[str, Any], already_done: bool =
     rows["accounting"] = report["accounting"]
     for d in report.get("decontamination", {}).values():
         rows[f"  contaminated by {d['title']}"] = f"{d['rows_dropped']:,} rows, {d['eval_problems_found']} problems"
+    code = report.get("code") or {}
+    if code:
+        outcomes = ", ".join(f"{k} {v:,}" for k, v in code["outcomes"].items())
+        rows["code rows (kept)"] = f"{code['rows']:,} ({code['kept']:,}): {outcomes}"
     rows["tokens (median / p95)"] = f"{report['tokens'].get('median', 0):,} / {report['tokens'].get('p95', 0):,}"
     print_summary("distill curate", rows)
     if counts["input_rows"] and not counts["kept"]:

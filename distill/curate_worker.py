@@ -23,13 +23,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distill import curate_code
 from distill.answers import normalize_tags, split_think
 from distill.errors import DistillError
 from distill.filters import FILTERS, Candidate
 from distill.schema import SFT_EXAMPLE
 from distill.trace_formats import first_rows, to_traces, verdict_key
 
-STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()), ("kind", pa.string())])
+STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()),
+                                        ("kind", pa.string()), ("task", pa.string())])
 DROPPED = pa.schema([("id", pa.string()), ("prompt_id", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 SIGNATURES = pa.schema([("prompt_id", pa.string()), ("signature", pa.list_(pa.uint32()))])
 
@@ -43,10 +45,21 @@ class WorkerSpec:
     non_reasoning: frozenset[str] = frozenset()
     reasoning: frozenset[str] = frozenset()
     row_chain: list[str] = field(default_factory=list)
+    sandbox_workers: int = 1  # sandboxes one worker process runs at once (code rows)
 
     @classmethod
-    def build(cls, cfg) -> WorkerSpec:
+    def build(cls, cfg, has_code: bool = False, num_proc: int = 1) -> WorkerSpec:
         from distill.teachers import TEACHERS
+
+        if has_code and curate_code.wants_sandbox(cfg.filters):
+            from distill.sandbox import check_sandbox
+
+            check_sandbox()  # no bubblewrap: one line naming the package, before any work starts
+        elif has_code:
+            from distill.log import get_logger
+
+            get_logger().warning("the traces hold code rows (with tests) but failed_tests is not in the filter chain: "
+                                 "their programs are kept without being run")
 
         index = None
         if "contaminated" in cfg.filters:
@@ -62,6 +75,7 @@ class WorkerSpec:
             non_reasoning=frozenset([t.name for t in TEACHERS.values() if not t.reasoning] + cfg.non_reasoning_teachers),
             reasoning=frozenset(t.name for t in TEACHERS.values() if t.reasoning),
             row_chain=[f for f in cfg.filters if FILTERS[f].kind == "row"],
+            sandbox_workers=curate_code.sandbox_workers(num_proc),
         )
 
 
@@ -122,13 +136,26 @@ def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
     stats = new_stats(unit)
     started = time.process_time()
     kept, dropped, signatures = [], [], {}
+    # the filters before the first code filter run row by row; the code rows left then meet the sandbox
+    # together (many programs at once), and the rest of the chain runs after
+    before, after = curate_code.split_chain(spec.row_chain)
+    verdicts, sources = [], []
     for row in read_unit(unit):
         stats["completion_tokens"] += int(row.get("completion_tokens") or 0)
         cand = make_candidate(row, spec)
-        reason, detail = check_row(cand, spec, stats)
-        if row.get("source_correct") is not None:  # the input's own verdict (trace_formats), vs ours
-            key = verdict_key(row["source_correct"], reason, "method" in cand.grader)
+        verdicts.append([cand, *check_row(cand, spec, stats, before)])
+        sources.append(row.get("source_correct"))  # the input's own verdict (trace_formats), vs ours
+    if after:
+        curate_code.prefetch([v[0] for v in verdicts if v[1] is None], spec.cfg.failed_tests, spec.sandbox_workers)
+        for v in verdicts:
+            if v[1] is None:
+                v[1], v[2] = check_row(v[0], spec, stats, after, count=False)
+    curate_code.count_outcomes(stats, [(cand, reason) for cand, reason, _ in verdicts])
+    for (cand, reason, _), source_correct in zip(verdicts, sources, strict=True):
+        if source_correct is not None:
+            key = verdict_key(source_correct, reason, "method" in cand.grader)
             stats["source_labels"][key] = stats["source_labels"].get(key, 0) + 1
+    for cand, reason, detail in verdicts:
         if reason:
             dropped.append({"id": cand.id, "prompt_id": cand.prompt_id, "reason": reason, "detail": detail})
             count_drop(stats, reason, cand.id, detail)
@@ -210,6 +237,7 @@ def make_candidate(row: dict[str, Any], spec: WorkerSpec) -> Candidate:
         user=user_turn(row.get("messages"), problem), completion=completion, is_reasoning=is_reasoning,
         reasoning=reasoning, answer_text=answer_text, count_tokens=_STATE["count"],
         prompt_tokens=int(row.get("prompt_tokens") or 0), completion_tokens=int(row.get("completion_tokens") or 0),
+        tests=row.get("tests") or None, entry_point=row.get("entry_point") or None,
     )
 
 
@@ -224,10 +252,11 @@ def user_turn(messages: Any, problem: str) -> str:
     return problem
 
 
-def check_row(cand: Candidate, spec: WorkerSpec, stats: dict[str, Any]) -> tuple[str | None, str]:
-    """The first row filter of the chain that objects: (reason, detail), or (None, "") to keep the row."""
-    stats["rows"] += 1
-    for name in spec.row_chain:
+def check_row(cand: Candidate, spec: WorkerSpec, stats: dict[str, Any], chain: list[str],
+              count: bool = True) -> tuple[str | None, str]:
+    """The first row filter of `chain` that objects: (reason, detail), or (None, "") to keep the row."""
+    stats["rows"] += count
+    for name in chain:
         if name == "contaminated":
             why = contamination(cand, spec, stats)
         else:
@@ -268,7 +297,7 @@ def staged_row(cand: Candidate) -> dict[str, Any]:
         "id": cand.id, "prompt_id": cand.prompt_id, "source": cand.source,
         "messages": [{"role": "user", "content": cand.user}, {"role": "assistant", "content": cand.assistant}],
         "num_tokens": cand.num_tokens, "completion_key": completion_key(cand.assistant), "teacher": cand.teacher,
-        "kind": "reasoning" if cand.is_reasoning else "non-reasoning",
+        "kind": "reasoning" if cand.is_reasoning else "non-reasoning", "task": "code" if cand.is_code else "math",
     }
 
 

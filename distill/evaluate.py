@@ -117,6 +117,10 @@ def evaluate(cfg: EvalConfig) -> Path:
     check_model_path(cfg.model)  # said first, before any task or data is looked up
     manager, refs = resolve_tasks(cfg)
     check_data(cfg, refs)
+    if any(is_code_task(r) for r in refs):
+        from distill.sandbox import check_sandbox
+
+        check_sandbox()  # code tasks score in the sandbox: no bubblewrap, one line, before the model loads
     with DirLock(out, "distill eval"):
         # ------------------------------------------------------------ what is left to do
         results = read_results(out)
@@ -283,6 +287,7 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
 def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any]) -> None:
     """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
     and save it at once."""
+    from distill.code_tasks import clear_cache as clear_code_cache
     from distill.eval_models import open_model
     from distill.scoring import clear_cache
 
@@ -295,6 +300,7 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
         results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref)
         write_json(out / "results.json", results)  # a crash in the next task keeps this one
         clear_cache()
+        clear_code_cache()
 
 
 def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
@@ -343,12 +349,13 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
 
 def prompt_tokens(tokenizer, task, cfg: EvalConfig) -> int:
     """Tokens of the longest prompt of a task, rendered as the backends will render it."""
-    from distill.eval_tasks import add_think_prefill, doc_to_text
+    from distill.eval_tasks import add_think_prefill
 
     docs = list(task.eval_docs)[: cfg.limit] if cfg.limit else list(task.eval_docs)
     longest = 0
     for doc in docs:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": doc_to_text(doc)}], tokenize=False,
+        # the task's own prompt builder: a code task wraps its problem differently from the math tasks
+        text = tokenizer.apply_chat_template([{"role": "user", "content": task.doc_to_text(doc)}], tokenize=False,
                                              add_generation_prompt=True)
         text = add_think_prefill(text) if cfg.think_prefill else text
         longest = max(longest, len(tokenizer(text, add_special_tokens=False).input_ids))
@@ -436,21 +443,22 @@ def _is_network_error(err: BaseException) -> bool:
 def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_counts: dict[str, int],
                     cfg: EvalConfig, out: Path) -> dict:
     """Per-sample records (the same cached verdicts process_results computed) and the task's metrics."""
-    from distill.scoring import score_problem, summarize
+    from distill.scoring import summarize
 
     records, scores, tokens = [], [], []
+    code = is_code_task(ref)
     for sample in sorted(raw["samples"][ref.name], key=lambda s: s["doc_id"]):
         doc, responses = sample["doc"], list(sample["resps"][0])
-        score = score_problem(responses, doc["answer"])
+        score, outcomes = score_doc(code, responses, doc)
         lengths = response_tokens(lm_counts, responses, tokenizer)
         scores.append(score)
         tokens.append(lengths)
         prompt = sample["arguments"][0][0]
         for i, response in enumerate(responses):
             records.append({
-                "id": doc["id"], "sample": i, "reference": doc["answer"], "answer": score.answers[i],
+                "id": doc["id"], "sample": i, "reference": doc.get("answer"), "answer": score.answers[i],
                 "correct": score.correct[i], "truncated": score.truncated[i], "tokens": lengths[i],
-                "prompt": prompt, "response": response,
+                **(outcomes[i] if code else {}), "prompt": prompt, "response": response,
             })
     write_jsonl(out / "samples" / f"{ref.short}.jsonl", records)
     metrics = summarize(scores, tokens, max_tokens=cfg.max_tokens)
@@ -458,8 +466,30 @@ def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_count
     assert reported is None or abs(reported - metrics["pass@1"]) < 1e-9, (
         f"lm-eval's pass@1 {reported} differs from the samples' {metrics['pass@1']}: scoring is not deterministic"
     )
+    grader = {"grader": CODE_GRADER} if code else {}
     return {"task": ref.name, "version": task.VERSION, "data": data_source(cfg, ref), "limit": cfg.limit,
-            **metrics}
+            **grader, **metrics}
+
+
+CODE_GRADER = ("sandbox: the last ```python block after </think> runs against the problem's tests under bubblewrap "
+               "(no network, read-only root, CPU/memory/process/output limits); correct = every test passed")
+
+
+def is_code_task(ref: TaskRef) -> bool:
+    """A task scored by running programs (metadata grader: code, as eval/humaneval sets) instead of the math grader."""
+    return (ref.config.get("metadata") or {}).get("grader") == "code"
+
+
+def score_doc(code: bool, responses: list[str], doc: dict[str, Any]):
+    """(ProblemScore, per-sample outcome fields) by the task's grader; for code, each sample's sandbox outcome."""
+    if not code:
+        from distill.scoring import score_problem
+
+        return score_problem(responses, doc["answer"]), []
+    from distill.code_tasks import score_problem as score_code
+
+    score, verdicts = score_code(responses, doc)
+    return score, [{"outcome": v.status, "detail": v.detail, "failed_test": v.test} for v in verdicts]
 
 
 # ---------------------------------------------------------------- outputs
@@ -542,7 +572,8 @@ def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) ->
         t = results["tasks"][name]
         err = f" ± {100 * t['pass@1_stderr']:.1f}" if t.get("pass@1_stderr") is not None else ""
         rows[f"{name} pass@1 (k={t['k']}, n={t['n']})"] = f"{100 * t['pass@1']:.1f}{err}"
-        rows[f"{name} cons@k / truncated"] = f"{100 * t['cons@k']:.1f} / {100 * t['truncated']:.1f}%"
+        cons = f"{100 * t['cons@k']:.1f}" if t.get("cons@k") is not None else "-"
+        rows[f"{name} cons@k / truncated"] = f"{cons} / {100 * t['truncated']:.1f}%"
     student = (results.get("published") or {}).get("student")
     if student:
         rows["published beside it"] = student["name"]

@@ -13,8 +13,10 @@ distill/dedup.py. A Candidate is a trace after tag normalisation:
               answer_text="The answer is $\\\\boxed{5}$.", finish_reason="stop", ...)
 
 Which rows a rule applies to: R1's chain-of-thought rules (mixed_language, long_paragraph, code_block) look at
-the reasoning of reasoning rows only; the answer rules (no_answer, wrong_answer) apply where a reference answer
-exists; non-reasoning rows (deepseek-v3, no reference) meet only truncated, bad_think_format, repetition,
+the reasoning of reasoning rows only, and code_block at math rows only (a code trace reasons in code); the answer
+rules (no_answer, wrong_answer) apply where a reference answer exists; the code rules (no_code, failed_tests,
+code_timeout) to code rows, those with `tests` (their program runs in the sandbox, distill/curate_code.py);
+non-reasoning rows (deepseek-v3, no reference) meet only truncated, bad_think_format, repetition,
 the length bounds, duplicates, the cap and decontamination.
 """
 
@@ -29,6 +31,8 @@ from functools import cached_property
 from typing import Any, Literal
 
 from distill.answers import THINK_CLOSE, THINK_OPEN, extract_boxed, judge_pair
+from distill.code_grader import describe, extract_code
+from distill.sandbox import Limits
 
 
 @dataclass
@@ -51,6 +55,18 @@ class Candidate:
     completion_tokens: int = 0
     count_tokens: Callable[[Candidate], int] = field(repr=False, default=lambda c: 0)
     grader: dict[str, Any] = field(default_factory=dict, repr=False)  # verdict method, filled by wrong_answer
+    tests: str | None = None  # code rows: their tests (schema.CODE); None on math rows
+    entry_point: str | None = None
+    code_result: Any = field(default=None, repr=False)  # the sandbox's Result, filled by distill.curate_code
+
+    @property
+    def is_code(self) -> bool:
+        return self.tests is not None
+
+    @cached_property
+    def code(self) -> str | None:
+        """The program of a code row: the last fenced Python block after `</think>`."""
+        return extract_code(self.completion) if self.is_code else None
 
     @cached_property
     def assistant(self) -> str:
@@ -287,9 +303,33 @@ def long_paragraph(c: Candidate, p: LongParagraphParams) -> str | None:
 
 
 def code_block(c: Candidate, p: NoParams) -> str | None:
-    if not c.is_reasoning or not c.reasoning:
+    if not c.is_reasoning or not c.reasoning or c.is_code:
         return None
     return "fenced code block in the reasoning" if c.reasoning.count("```") >= 2 else None
+
+
+def no_code(c: Candidate, p: NoParams) -> str | None:
+    return "no ```python block after </think>" if c.is_code and c.code is None else None
+
+
+def failed_tests(c: Candidate, p: Limits) -> str | None:
+    """Rejection sampling for code: the program must pass every test (which test and why, when not)."""
+    if not c.is_code or c.code is None:
+        return None
+    from distill.curate_code import verdict
+
+    result = verdict(c, p)
+    return None if result.status in ("passed", "timeout") else describe(result)
+
+
+def code_timeout(c: Candidate, p: NoParams) -> str | None:
+    """Kept apart from failed_tests: a time limit is the one verdict that depends on the machine's load."""
+    if not c.is_code or c.code is None:
+        return None
+    from distill.curate_code import verdict
+
+    result = verdict(c)
+    return describe(result) if result.status == "timeout" else None
 
 
 def too_long(c: Candidate, p: TooLongParams) -> str | None:
@@ -325,9 +365,14 @@ FILTERS: dict[str, Filter] = {
                "reasoning switches to a script the prompt does not use (R1's language-mixing rule)"),
         Filter("repetition", repetition, RepetitionParams, "row", "degenerate loops"),
         Filter("long_paragraph", long_paragraph, LongParagraphParams, "row", "a reasoning paragraph over the limit"),
-        Filter("code_block", code_block, NoParams, "row", "fenced code in the reasoning of a reasoning row"),
+        Filter("code_block", code_block, NoParams, "row", "fenced code in the reasoning of a math reasoning row"),
         Filter("too_long", too_long, TooLongParams, "row", "more tokens than the upper bound"),
         Filter("too_short", too_short, TooShortParams, "row", "fewer tokens than the lower bound"),
+        Filter("no_code", no_code, NoParams, "row", "a code row with no fenced Python block after `</think>`"),
+        Filter("failed_tests", failed_tests, Limits, "row",
+               "a code row whose program fails a test in the sandbox (wrong answer, exception, memory, forbidden "
+               "syscall, process or output limit)"),
+        Filter("code_timeout", code_timeout, NoParams, "row", "a code row whose program ran past the time limit"),
         Filter("contaminated", None, ContaminatedParams, "row",
                "prompt shares a word n-gram with an eval problem (AIME 2024/2025, MATH-500, user files)"),
         Filter("duplicate", None, DuplicateParams, "set",

@@ -35,6 +35,10 @@ class GenerateConfig:
     problem_field: str = option("problem", help="Prompt field holding the problem text.")
     answer_field: str = option("answer", help="Prompt field holding the reference final answer (optional).")
     source_field: str = option("source", help="Prompt field naming where the prompt came from (optional).")
+    tests_field: str = option("tests", help="Code prompts: field with the tests (assert code, e.g. HumanEval's "
+                              "'test'; or stdin/stdout cases, e.g. APPS's 'input_output'). Rows with tests are code.")
+    entry_point_field: str = option("entry_point", help="Code prompts: field naming the function the tests call.")
+    language_field: str = option("language", help="Code prompts: field with the answer's language (default python).")
     split: str = option("train", help="Split of a hub dataset.")
     subset: str | None = option(None, help="Config (subset) name of a hub dataset.")
     limit: int | None = option(None, help="Use only the first N prompts.")
@@ -46,6 +50,8 @@ class GenerateConfig:
     system_prompt: str | None = option(None, help="System prompt; default: the teacher's (none for R1).")
     prompt_suffix: str | None = option(None, help="Line appended to each problem; default: the teacher's "
                                        "(R1: 'Please reason step by step, and put your final answer within \\boxed{}.').")
+    code_prompt_suffix: str | None = option(None, help="Line appended to each code problem (a row with tests); "
+                                            "default: ask for the solution in one ```python block.")
     base_url: list[str] = option([], help="OpenAI-compatible server URL; repeat for client-side load balancing.")
     api_key_env: str | None = option(None, help="Name of the environment variable that holds the API key.")
     concurrency: int = option(64, help="Requests in flight at once (openai backend).")
@@ -96,7 +102,9 @@ def generate(cfg: GenerateConfig) -> Path:
     teacher = get_teacher(cfg.teacher)
     sampling = resolve_sampling(cfg, teacher)
     prompts = load_prompts(cfg.prompts, cfg.id_field, cfg.problem_field, cfg.answer_field, cfg.source_field,
-                           cfg.split, cfg.subset, cfg.limit)
+                           cfg.split, cfg.subset, cfg.limit, cfg.tests_field, cfg.entry_point_field, cfg.language_field)
+    if "tests" in prompts.column_names:  # only sets with code rows: a math run resumes with its config unchanged
+        sampling["code_prompt_suffix"] = cfg.code_prompt_suffix or teacher.code_prompt_suffix
     out = Path(cfg.out)
     started = now()
     with DirLock(out, "distill generate"), ExitStack() as stack:
@@ -166,13 +174,15 @@ def check_resume(out: Path, sampling: dict[str, Any], force: bool) -> list[dict[
 
 
 def trace_schema(prompts):
-    """TRACE plus the prompt set's extra fields, which are carried through untouched."""
+    """TRACE, then the CODE fields of a set with code prompts, then the prompt set's other fields, which are
+    carried through untouched."""
     import pyarrow as pa
 
-    from distill.schema import TRACE
+    from distill.schema import CODE, TRACE
 
-    extra = [prompts.schema.field(n) for n in prompts.column_names if n not in TRACE.names]
-    return pa.schema(list(TRACE) + extra)
+    code = [f for f in CODE if f.name in prompts.column_names]
+    extra = [prompts.schema.field(n) for n in prompts.column_names if n not in TRACE.names and n not in CODE.names]
+    return pa.schema(list(TRACE) + code + extra)
 
 
 def sample_seed(base: int, row_id: str) -> int:
@@ -206,7 +216,8 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, 
         for i, s in todo:
             pid = rows[i]["id"]
             if i not in messages:
-                messages[i] = build_messages(rows[i]["problem"], sampling["prompt_suffix"], sampling["system_prompt"])
+                suffix = sampling["code_prompt_suffix"] if rows[i].get("tests") else sampling["prompt_suffix"]
+                messages[i] = build_messages(rows[i]["problem"], suffix, sampling["system_prompt"])
             yield Request(f"{pid}/{s}", messages[i], sampling["max_tokens"], sampling["temperature"],
                           sampling["top_p"], sample_seed(sampling["seed"], f"{pid}/{s}"))
 

@@ -43,8 +43,12 @@ def load_prompts(
     split: str = "train",
     subset: str | None = None,
     limit: int | None = None,
+    tests_field: str = "tests",
+    entry_point_field: str = "entry_point",
+    language_field: str = "language",
 ) -> pa.Table:
-    """Prompts as a table with `id, problem, answer, source` first and every other field after them."""
+    """Prompts as a table with `id, problem, answer, source` first, then the CODE fields `tests, entry_point,
+    language` when the set has tests, then every other field."""
     rows = _read_rows(src, split, subset)
     if not rows:
         raise DistillError(f"prompts '{src}' hold no rows; pass a file with at least one prompt")
@@ -71,12 +75,53 @@ def load_prompts(
         "answer": [_opt_str(r.get(answer_field)) for r in rows],
         "source": [_opt_str(r.get(source_field)) or _default_source(src) for r in rows],
     }
-    taken = {id_field, problem_field, answer_field, source_field}
+    code = code_columns(rows, columns, src, tests_field, entry_point_field, language_field)
+    taken = {id_field, problem_field, answer_field, source_field, *(
+        (tests_field, entry_point_field, language_field) if code else ())}
     # the trace schema already has these names: a prompt field of the same name cannot be carried through
     reserved = {"id", "prompt_id", "sample", "problem", "answer", "source", "messages", "completion",
-                "finish_reason", "prompt_tokens", "completion_tokens", "teacher", "model"}
+                "finish_reason", "prompt_tokens", "completion_tokens", "teacher", "model", "tests", "entry_point",
+                "language"}
     extras = {c: _column([r.get(c) for r in rows]) for c in columns if c not in taken and c not in reserved}
-    return pa.table({**{k: pa.array(v, pa.string()) for k, v in core.items()}, **extras})
+    return pa.table({**{k: pa.array(v, pa.string()) for k, v in {**core, **code}.items()}, **extras})
+
+
+def code_columns(rows: list[dict[str, Any]], columns: list[str], src: str, tests_field: str, entry_point_field: str,
+                 language_field: str) -> dict[str, list[str | None]]:
+    """The CODE fields (schema.CODE) of a prompt set that has tests; {} for a set without. Tests given as a
+    list or a dict (MBPP's test_list, CodeContests' {"input": [...], "output": [...]}) are stored as JSON text,
+    which the code grader reads back; a row without tests is a math row (all three null)."""
+    from distill.schema import CODE_LANGUAGES
+
+    if tests_field not in columns:
+        if tests_field != "tests":
+            raise DistillError(f"prompts '{src}' have no '{tests_field}' field (fields: {', '.join(columns[:12])}); "
+                               "fix --tests-field")
+        return {}
+    for field, flag, default in ((entry_point_field, "--entry-point-field", "entry_point"),
+                                 (language_field, "--language-field", "language")):
+        if field not in columns and field != default:
+            raise DistillError(f"prompts '{src}' have no '{field}' field (fields: {', '.join(columns[:12])}); "
+                               f"fix {flag}")
+    tests = [_tests_text(r.get(tests_field)) for r in rows]
+    languages = [(_opt_str(r.get(language_field)) or "python").lower() if t is not None else None
+                 for r, t in zip(rows, tests, strict=True)]
+    bad = next((lang for lang in languages if lang is not None and lang not in CODE_LANGUAGES), None)
+    if bad:
+        raise DistillError(f"prompts '{src}' ask for {bad!r} code; the sandbox runs {', '.join(CODE_LANGUAGES)} only: "
+                           "drop those rows or set their language to python")
+    return {
+        "tests": tests,
+        "entry_point": [_opt_str(r.get(entry_point_field)) if t is not None else None for r, t in zip(rows, tests,
+                                                                                                    strict=True)],
+        "language": languages,
+    }
+
+
+def _tests_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, (str, list, dict)) and not value):
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _read_rows(src: str, split: str, subset: str | None) -> list[dict[str, Any]]:

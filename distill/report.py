@@ -177,7 +177,8 @@ def protocol_section(results: dict[str, Any]) -> list[str]:
                 "pass@1_stderr", "cons@k", "pass@k"):
         lines.append(f"- {key}: `{p.get(key)!r}`" if key in ("user_prompt", "think_prefill") else f"- {key}: {p.get(key)}")
     for name, t in results["tasks"].items():
-        lines.append(f"- {name}: task `{t.get('task')}` v{t.get('version')}, data {t.get('data')}")
+        grader = f"; grader: {t['grader']}" if t.get("grader") else ""
+        lines.append(f"- {name}: task `{t.get('task')}` v{t.get('version')}, data {t.get('data')}{grader}")
     versions = results.get("versions", {})
     lines += ["- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     return lines

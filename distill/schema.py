@@ -9,6 +9,13 @@ A trace row (output of `distill generate`, one per prompt x sample):
      "completion": "<think>\\n2 plus 3 is 5.\\n</think>\\n\\nThe answer is $\\boxed{5}$.", "finish_reason": "stop",
      "prompt_tokens": 31, "completion_tokens": 24, "teacher": "deepseek-r1", "model": "deepseek-ai/DeepSeek-R1"}
 
+A code prompt (and its traces) adds the CODE fields: `tests` (assert-style test code, or stdin/stdout cases as
+JSON, see distill/code_grader.py), `entry_point` (the function the tests call, or null) and `language`
+("python"); `answer` is then null, and curate runs the tests in the sandbox instead of comparing answers:
+    {"id": "HumanEval/0", "problem": "from typing import List\n\ndef has_close_elements(...", "answer": null,
+     "tests": "def check(candidate):\n    assert candidate([1.0, 2.0], 0.5) == False\n",
+     "entry_point": "has_close_elements", "language": "python", ...}
+
 Extra columns are allowed (generate carries any other prompt fields through untouched); missing required
 columns or columns of the wrong type are errors.
 """
@@ -36,6 +43,9 @@ class Prompt(TypedDict, total=False):
     problem: str
     answer: str | None
     source: str | None
+    tests: str | None  # code prompts only (CODE below)
+    entry_point: str | None
+    language: str | None
 
 
 class Trace(TypedDict):
@@ -64,6 +74,9 @@ class SFTExample(TypedDict):
 
 PROMPT = pa.schema([("id", pa.string()), ("problem", pa.string())])
 PROMPT_OPTIONAL = pa.schema([("answer", pa.string()), ("source", pa.string())])
+# the fields of a code prompt, carried by generate into its trace rows (all null on math rows)
+CODE = pa.schema([("tests", pa.string()), ("entry_point", pa.string()), ("language", pa.string())])
+CODE_LANGUAGES = ("python",)
 
 TRACE = pa.schema(
     [

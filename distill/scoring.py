@@ -39,7 +39,7 @@ class ProblemScore:
     answers: tuple[str | None, ...]  # extracted answer per response (None: truncated or no \boxed{})
     correct: tuple[bool, ...]
     truncated: tuple[bool, ...]
-    majority_correct: bool  # cons@k for this problem
+    majority_correct: bool | None  # cons@k for this problem (None: no vote, e.g. programs of a code task)
 
     @property
     def samples(self) -> int:
@@ -168,7 +168,8 @@ def summarize(scores: Sequence[ProblemScore], tokens: Sequence[Sequence[int]] | 
     result: dict[str, object] = {
         "pass@1": statistics.fmean(shares),
         "pass@1_stderr": statistics.stdev(shares) / math.sqrt(n) if n > 1 else None,
-        "cons@k": statistics.fmean(float(s.majority_correct) for s in scores),
+        "cons@k": statistics.fmean(float(s.majority_correct) for s in scores)
+        if all(s.majority_correct is not None for s in scores) else None,
         "pass@k": statistics.fmean(s.pass_at(k) for s in scores),
         "k": k,
         "n": n,

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 # DeepSeek's usage advice for R1 and its distilled students: no system prompt, temperature 0.5-0.7 (0.6),
 # top-p 0.95, and for math a user prompt that asks for the boxed final answer.
 R1_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
+# For code prompts (rows with tests) the answer is a program, which curate and the code eval read from the last
+# fenced block after </think> (distill/code_grader.py), so the instruction asks for exactly that.
+CODE_PROMPT_SUFFIX = ("Please reason step by step, then give your complete solution as a Python program in a single "
+                      "```python code block.")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class TeacherSpec:
     max_tokens: int = 32768
     system_prompt: str | None = None
     prompt_suffix: str = R1_PROMPT_SUFFIX
+    code_prompt_suffix: str = CODE_PROMPT_SUFFIX
     max_model_len: int = 40960  # prompt + max_tokens, what the serving hints size the KV cache for
     # GPU type -> how to serve one replica: tensor/pipeline parallel sizes and the node count they imply
     serving: dict[str, dict[str, int]] = field(default_factory=dict)
