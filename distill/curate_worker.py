@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from distill.answers import normalize_tags, split_think
 from distill.errors import DistillError
 from distill.filters import FILTERS, Candidate
+from distill.preempt import ignore_stop_signals
 from distill.schema import SFT_EXAMPLE
 
 STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()), ("kind", pa.string())])
@@ -74,6 +75,11 @@ def _init(spec: WorkerSpec) -> None:
     _STATE.update(spec=spec, count=token_counter(spec.cfg.tokenizer), contamination={})
 
 
+def _init_worker(spec: WorkerSpec) -> None:
+    ignore_stop_signals()  # a scheduler's SIGTERM to the process group: the parent decides when to stop
+    _init(spec)
+
+
 def _run(unit_and_dir: tuple[dict[str, Any], str]) -> dict[str, Any]:
     unit, work = unit_and_dir
     return process_unit(unit, Path(work))
@@ -99,7 +105,7 @@ def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, n
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["distill.curate_worker", "distill.dedup", "datasketch", "pyarrow.parquet"])
     pending = list(reversed(units))
-    with ProcessPoolExecutor(min(num_proc, len(units)), mp_context=ctx, initializer=_init, initargs=(spec,)) as ex:
+    with ProcessPoolExecutor(min(num_proc, len(units)), mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as ex:
         running = set()
         try:
             while pending or running:
