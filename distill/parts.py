@@ -153,6 +153,8 @@ def update_whole(out: Path, part: Part, config: dict[str, Any], started_at: str,
             "rows": sum(e["rows"] for e in entries.values()),
             "rows_expected": sum(e["rows_expected"] or 0 for e in entries.values()),
         }
+        if previous.get("status") == "complete" and status == "complete" and previous.get("parts") == entries:
+            return status  # nothing changed: later stages hold this manifest's hash
         config = {k: v for k, v in config.items() if k != "part"}
         write_manifest(out, "generate", config=config, counts=counts, status=status,
                        started_at=previous.get("started_at", started_at),

@@ -182,3 +182,13 @@ def test_curate_of_parts_equals_curate_of_a_single_run(tmp_path):
 
 def test_parse_part():
     assert parse_part(" 2 / 5 ") == Part(2, 5) and str(Part(2, 5)) == "2/5"
+
+
+def test_a_rerun_of_a_complete_part_leaves_the_whole_manifest_as_it_was(parted, parrot_model):
+    prompts, out, _ = parted
+    if read_manifest(out)["status"] != "complete":
+        pytest.skip("needs the set completed by the re-run test above")
+    before = (out / "manifest.json").read_bytes()
+    res = run_cli(*[parrot_model if a == "MODEL" else a for a in hf_args(prompts, out, "--part", f"0/{N}")])
+    assert res.returncode == 0 and "nothing to do" in res.stderr, res.stderr[-2000:]
+    assert (out / "manifest.json").read_bytes() == before  # curate holds its hash
