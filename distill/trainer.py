@@ -174,7 +174,8 @@ class SaveAndStopOnSignal(TrainerCallback):
         self.stopped_at: int | None = None
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.stopped_at is None and requested_anywhere(self.stop.requested, args):
+        last = state.global_step >= state.max_steps  # the run ends here anyway: let it save its final model
+        if self.stopped_at is None and requested_anywhere(self.stop.requested, args) and not last:
             control.should_log = True  # the losses since the last log would otherwise be lost from the curve
             control.should_save = True
             control.should_training_stop = True
