@@ -45,6 +45,13 @@ def _top_level(
 
 CONFIG_HELP = "YAML file with the stage's config; options and --set override it."
 SET_HELP = "Override any config key: --set key=value (repeatable; dotted keys reach nested fields)."
+LOG_JSON_HELP = "Also write the progress and the summary as JSON lines to this file (appended), for dashboards."
+
+
+def _log_json(path: str | None) -> None:
+    from distill.log import set_json_log
+
+    set_json_log(path)
 
 
 def _gen(name: str) -> str:
@@ -91,14 +98,18 @@ def generate(
     batch_size: int | None = typer.Option(None, help=_gen("batch_size")),
     dtype: str | None = typer.Option(None, help=_gen("dtype")),
     force: bool = typer.Option(False, "--force", help=_gen("force")),
+    part: str | None = typer.Option(None, "--part", help=_gen("part")),
+    stop_grace_s: float | None = typer.Option(None, "--stop-grace", help=_gen("stop_grace_s")),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Generate teacher traces for a prompt set (resumable: re-run the same command after a crash)."""
     from distill.config import load_config
     from distill.generate import generate as run
 
-    values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config")}
+    _log_json(log_json)
+    values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config", "log_json")}
     values["force"] = force or None
     values["trust_remote_code"] = trust_remote_code or None
     values["base_url"] = base_url or None
@@ -148,18 +159,22 @@ def curate(
     num_proc: int | None = typer.Option(None, help=_cur("num_proc")),
     dataset_name: str | None = typer.Option(None, help=_cur("dataset_name")),
     force: bool = typer.Option(False, "--force", help=_cur("force")),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=_cur("allow_incomplete")),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Filter teacher traces into an SFT dataset: verify answers, filter, dedup, decontaminate (resumable)."""
     from distill.config import load_config
     from distill.curate import CurateConfig
     from distill.curate import curate as run
 
+    _log_json(log_json)
     values = {"src": src, "out": out, "eval_data_dir": eval_data_dir, "tokenizer": tokenizer, "num_proc": num_proc,
               "dataset_name": dataset_name, "force": force or None, "input_format": input_format,
               "problem_field": problem_field, "completion_field": completion_field, "answer_field": answer_field,
-              "id_field": id_field, "source_field": source_field, "split": split, "subset": subset}
+              "id_field": id_field, "source_field": source_field, "split": split, "subset": subset,
+              "allow_incomplete": allow_incomplete or None}
     run(load_config(CurateConfig, config, set_ or [], values))
 
 
@@ -169,10 +184,12 @@ def sft_command(
     output_dir: str | None = typer.Option(None, "--output-dir", help="Where the model goes (overrides output_dir)."),
     force: bool = typer.Option(False, "--force", help="Train into an output dir that holds another recipe's run."),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Fine-tune a student on curated traces; resumes from the last checkpoint when re-run."""
     from distill.sft import load_recipe, sft
 
+    _log_json(log_json)
     overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
     sft(load_recipe(recipe, overrides))
 
@@ -213,13 +230,16 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help=_ev("force")),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Evaluate a model on AIME / MATH-500 under the R1 protocol and report it beside the published numbers."""
     from distill.config import load_config
     from distill.evaluate import EvalConfig
     from distill.evaluate import evaluate as run
 
-    values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config", "EvalConfig")}
+    _log_json(log_json)
+    values = {k: v for k, v in locals().items()
+              if k not in ("config", "set_", "run", "load_config", "EvalConfig", "log_json")}
     values["force"] = force or None
     values["trust_remote_code"] = trust_remote_code or None
     values["tasks"] = tasks.split(",") if tasks else None
@@ -243,6 +263,7 @@ def demo(
     seed: int | None = typer.Option(None, help=_demo("seed")),
     force: bool = typer.Option(False, "--force", help=_demo("force")),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Run generate -> curate -> sft -> eval offline on a built-in task: traces vs answers-only vs untrained."""
     import os
@@ -254,7 +275,9 @@ def demo(
     # Before torch starts OpenMP: idle threads sleep instead of spinning, which keeps a busy shared CPU
     # (other jobs, CI neighbours) from slowing every tiny matrix product several-fold.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    values = {k: v for k, v in locals().items() if k not in ("set_", "run", "load_config", "DemoConfig", "os")}
+    _log_json(log_json)
+    values = {k: v for k, v in locals().items()
+              if k not in ("set_", "run", "load_config", "DemoConfig", "os", "log_json")}
     values.update(quick=quick or None, force=force or None)
     run(load_config(DemoConfig, None, set_ or [], values))
 
@@ -322,9 +345,10 @@ class _HubRetryNotices:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
-    from distill.errors import DistillError
-    from distill.log import filter_library_log
+    from distill.errors import DistillError, Interrupted
+    from distill.log import filter_library_log, hide_library_bars, is_main_process
 
+    hide_library_bars()  # before torch, transformers, datasets are imported
     for name in ("huggingface_hub.utils._http", "huggingface_hub.hf_api"):
         filter_library_log(name, _HubRetryNotices)
     try:
@@ -332,6 +356,10 @@ def main(argv: list[str] | None = None) -> None:
     except DistillError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as err:
+        if is_main_process():
+            print(f"stopped: {err}", file=sys.stderr)
+        sys.exit(err.exit_status)
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         sys.exit(130)

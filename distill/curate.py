@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import option, to_dict
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted
 from distill.filters import (
     DEFAULT_CHAIN,
     FILTERS,
@@ -44,6 +44,7 @@ from distill.filters import (
     TooShortParams,
     WrongAnswerParams,
 )
+from distill.preempt import StopOnSignal
 from distill.sandbox import Limits
 
 WORK = ".curate"
@@ -93,6 +94,8 @@ class CurateConfig:
     dataset_name: str | None = option(None, help="Name in the dataset card (default: the output folder's name).")
     license: str | None = option(None, help="License in the card (default: from the teacher, e.g. mit for R1).")
     force: bool = option(False, help="Start over: delete curate's previous output in OUT (other files stay).")
+    allow_incomplete: bool = option(False, help="Curate a generation in parts (generate --part I/N) although some "
+                                    "parts are not complete: take the rows written so far.")
     truncated: NoParams = section(NoParams, "truncated: no parameters.")
     bad_think_format: NoParams = section(NoParams, "bad_think_format: no parameters.")
     no_answer: NoAnswerParams = section(NoAnswerParams, "no_answer parameters.")
@@ -138,11 +141,11 @@ def curate(cfg: CurateConfig) -> Path:
 
     started = now()
     # ---------------------------------------------------------------- inputs and the work plan
-    source = find_source(cfg.src, cfg.split, cfg.subset)
+    source = find_source(cfg.src, cfg.split, cfg.subset, cfg.allow_incomplete)
     source.layout = input_layout(source, cfg)
     out = Path(cfg.out)
     check_out(out, source)
-    with DirLock(out, "distill curate"):
+    with DirLock(out, "distill curate"), StopOnSignal(what="the work units in hand") as stop:
         plan = make_plan(out, cfg, source)
         if plan is None:
             report = json.loads((out / "curation_report.json").read_text())
@@ -154,9 +157,13 @@ def curate(cfg: CurateConfig) -> Path:
                         extra={"input_fingerprint": plan["fingerprint"], "input": input_record(source.layout)})
         write_manifest(out, status="running", **manifest)
         # ------------------------------------------------------------ row filters, in parallel, resumable
-        unit_stats = run_units(out, cfg, plan)
+        unit_stats = run_units(out, cfg, plan, stop)
+        if stop.requested:  # the finished units are committed: the re-run picks up from them
+            stop_curate(out, manifest, plan, unit_stats, stop.signum)
         # ------------------------------------------------------------ set filters over the survivors
         selection = select(out, cfg, plan)
+        if stop.requested:
+            stop_curate(out, manifest, plan, unit_stats, stop.signum)
         # ------------------------------------------------------------ output, report, card
         lengths = write_dataset(out, cfg, plan, selection)
         report = build_report(cfg, source, plan, unit_stats, selection, lengths, started)
@@ -182,12 +189,15 @@ class Source:
 INPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 
-def find_source(src: str, split: str = "train", subset: str | None = None) -> Source:
+def find_source(src: str, split: str = "train", subset: str | None = None, allow_incomplete: bool = False) -> Source:
     """Resolve SRC to its trace files (or a hub dataset); a directory without a manifest only means the lineage
-    says unknown."""
+    says unknown. A generate OUT filled by parts (--part I/N) gives every finished part's shards."""
     from distill.io import read_manifest, shard_paths
+    from distill.parts import is_parted, part_shards
 
     path = Path(src).expanduser()
+    if path.is_dir() and is_parted(path):  # generate --part I/N: the shards of every complete part
+        return Source(part_shards(path, allow_incomplete), path, [str(path)])
     if path.is_file():
         if path.suffix not in INPUT_SUFFIXES:
             raise DistillError(f"'{src}' is not a .parquet, .jsonl or .json trace file; pass a generate output "
@@ -391,9 +401,10 @@ def jsonl_ranges(path: Path, unit_rows: int) -> list[tuple[int, int, int]]:
 # ---------------------------------------------------------------- phase A: row filters in worker processes
 
 
-def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> list[dict[str, Any]]:
+def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any], stop: StopOnSignal | None = None
+              ) -> list[dict[str, Any]]:
     """Run every unit not yet committed, on `num_proc` processes with a bounded number in flight; return the
-    stats of all units (resumed ones included)."""
+    stats of all units (resumed ones included). On a stop request no unit is started; those running finish."""
     from distill import curate_worker as worker
     from distill.log import get_logger, progress
 
@@ -414,9 +425,22 @@ def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> list[dict[s
             bar.advance(rows_of[stats["index"]], tokens=stats["completion_tokens"])
             if kill_after and len(done) >= kill_after:
                 os.kill(os.getpid(), 9)
+            if stop is not None and stop.requested:
+                break
     for stats in done.values():
         stats["resumed"] = stats["index"] not in {u["index"] for u in todo}
-    return [done[u["index"]] for u in plan["units"]]
+    return [done[u["index"]] for u in plan["units"] if u["index"] in done]
+
+
+def stop_curate(out: Path, manifest: dict[str, Any], plan: dict[str, Any], unit_stats: list[dict[str, Any]],
+                signum: int) -> None:
+    """The manifest of a stopped run (the staged units stay under OUT/.curate/), then Interrupted."""
+    from distill.io import write_manifest
+
+    done, total = len(unit_stats), len(plan["units"])
+    write_manifest(out, status="interrupted", counts={"units_done": done, "units": total}, **manifest)
+    raise Interrupted(signum, f"{done:,} of {total:,} work units are committed in {out / WORK}; re-run the same "
+                      "command to finish the rest")
 
 
 def stats_path(work: Path, unit: dict[str, Any]) -> Path:
@@ -472,12 +496,14 @@ def record_drop(selection: Selection, reason: str, row_id: str, prompt_id: str, 
 
 
 def duplicate_rows(out: Path, plan: dict[str, Any], table: dict[str, Any], alive, params: DuplicateParams):
-    """Repeated ids, exact duplicate completions (first kept), then rows of near-duplicate prompts."""
+    """Repeated ids, exact duplicate completions, then rows of near-duplicate prompts. Of duplicates the smallest
+    id is kept, whatever the order of the input, so the same traces sharded another way (generate --part I/N, a
+    resumed run) give the same dataset."""
     from distill import curate_worker as worker
     from distill.dedup import near_duplicate_prompts
 
     drops, seen_ids, seen_keys = [], set(), {}
-    for pos in map(int, alive.nonzero()[0]):
+    for pos in sorted(map(int, alive.nonzero()[0]), key=lambda p: table["id"][p]):  # stable: same ids by position
         row_id, key = table["id"][pos], int(table["completion_key"][pos])
         if row_id in seen_ids:
             drops.append((pos, "repeated id"))
@@ -489,8 +515,8 @@ def duplicate_rows(out: Path, plan: dict[str, Any], table: dict[str, Any], alive
     if params.prompts:
         gone = {p for p, _ in drops}
         live_prompts = {table["prompt_id"][p] for p in map(int, alive.nonzero()[0]) if p not in gone}
-        signatures = ((pid, sig) for pid, sig in worker.read_signatures(out / WORK, plan["units"])
-                      if pid in live_prompts)
+        signatures = sorted(((pid, sig) for pid, sig in worker.read_signatures(out / WORK, plan["units"])
+                             if pid in live_prompts), key=lambda item: item[0])
         near = near_duplicate_prompts(signatures, params.threshold, params.num_perm)
         for pos in map(int, alive.nonzero()[0]):
             pid = table["prompt_id"][pos]

@@ -27,6 +27,7 @@ from distill import curate_code
 from distill.answers import normalize_tags, split_think
 from distill.errors import DistillError
 from distill.filters import FILTERS, Candidate
+from distill.preempt import ignore_stop_signals
 from distill.schema import SFT_EXAMPLE
 from distill.trace_formats import first_rows, to_traces, verdict_key
 
@@ -89,6 +90,11 @@ def _init(spec: WorkerSpec) -> None:
     _STATE.update(spec=spec, count=token_counter(spec.cfg.tokenizer), contamination={})
 
 
+def _init_worker(spec: WorkerSpec) -> None:
+    ignore_stop_signals()  # a scheduler's SIGTERM to the process group: the parent decides when to stop
+    _init(spec)
+
+
 def _run(unit_and_dir: tuple[dict[str, Any], str]) -> dict[str, Any]:
     unit, work = unit_and_dir
     return process_unit(unit, Path(work))
@@ -114,7 +120,7 @@ def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, n
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["distill.curate_worker", "distill.dedup", "datasketch", "pyarrow.parquet"])
     pending = list(reversed(units))
-    with ProcessPoolExecutor(min(num_proc, len(units)), mp_context=ctx, initializer=_init, initargs=(spec,)) as ex:
+    with ProcessPoolExecutor(min(num_proc, len(units)), mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as ex:
         running = set()
         try:
             while pending or running:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill.config import option, to_dict
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted
+from distill.preempt import GraceExpired, StopOnSignal
 
 
 def eval_dir() -> Path:
@@ -121,13 +122,19 @@ def evaluate(cfg: EvalConfig) -> Path:
         from distill.sandbox import check_sandbox
 
         check_sandbox()  # code tasks score in the sandbox: no bubblewrap, one line, before the model loads
-    with DirLock(out, "distill eval"):
+    # SIGTERM: a task is saved whole or not at all, so the one in hand is abandoned at once (the re-run redoes it)
+    with DirLock(out, "distill eval"), StopOnSignal(0.01, "the finished tasks") as stop:
         # ------------------------------------------------------------ what is left to do
         results = read_results(out)
         todo = plan(results, refs, cfg, out)
         # ------------------------------------------------------------ generate and score
         if todo:
-            run_tasks(cfg, manager, todo, out, results)
+            try:
+                run_tasks(cfg, manager, todo, out, results, stop)
+            except GraceExpired:
+                pass
+        if stop.requested:
+            stop_eval(out, cfg, results, started, refs, stop.signum)
         # ------------------------------------------------------------ report and lineage
         finish_results(out, cfg, results)
         write_report(out, results)
@@ -284,7 +291,17 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
 # ---------------------------------------------------------------- running
 
 
-def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any]) -> None:
+def stop_eval(out: Path, cfg: EvalConfig, results: dict[str, Any], started: str, refs: list[TaskRef],
+              signum: int) -> None:
+    """The manifest of a stopped run (results.json holds the finished tasks), then Interrupted."""
+    write_eval_manifest(out, cfg, results, started, status="interrupted")
+    left = [r.short for r in refs if r.short not in results["tasks"]]
+    raise Interrupted(signum, f"finished tasks are saved in {out / 'results.json'}; re-run the same command to "
+                      f"evaluate {', '.join(left) or 'nothing more'}")
+
+
+def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any],
+              stop: StopOnSignal | None = None) -> None:
     """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
     and save it at once."""
     from distill.code_tasks import clear_cache as clear_code_cache
@@ -296,6 +313,8 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
     lm = open_model(spec)
     results["backend"] = spec.backend
     for ref in todo:
+        if stop is not None and stop.requested:
+            return
         results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out)
         results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref)
         write_json(out / "results.json", results)  # a crash in the next task keeps this one
@@ -538,14 +557,15 @@ def model_manifest_dir(model: str) -> Path | None:
     return path.parent if parent and parent.get("stage") == "sft" else None
 
 
-def write_eval_manifest(out: Path, cfg: EvalConfig, results: dict[str, Any], started: str) -> None:
+def write_eval_manifest(out: Path, cfg: EvalConfig, results: dict[str, Any], started: str,
+                        status: str = "complete") -> None:
     from distill.io import write_manifest
 
     source = model_manifest_dir(cfg.model)
     counts = {name: {"problems": t["n"], "samples": t["samples"], "pass@1": round(t["pass@1"], 4)}
               for name, t in results["tasks"].items()}
     write_manifest(out, "eval", config=to_dict(cfg), inputs=[source] if source else [], counts=counts,
-                   started_at=started, extra={"backend": results.get("backend")})
+                   started_at=started, status=status, extra={"backend": results.get("backend")})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

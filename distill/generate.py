@@ -11,6 +11,7 @@ one row per prompt x sample, id "{prompt_id}/{sample}") and `OUT/manifest.json`.
 from __future__ import annotations
 
 import hashlib
+import signal
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill.config import option, to_dict
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted
+from distill.preempt import GraceExpired, StopOnSignal
 
 
 @dataclass
@@ -76,6 +78,11 @@ class GenerateConfig:
                                   "vllm.gpu_memory_utilization=0.85 --set vllm.enable_prefix_caching=true.")
     shard_rows: int = option(1000, help="Rows per output shard.")
     force: bool = option(False, help="Resume even though the teacher or sampling config changed.")
+    part: str | None = option(None, help="I/N (0-based): generate only the I-th of N disjoint slices of the rows, "
+                              "so N runs (a Slurm array) fill one OUT together; each part resumes on its own.")
+    stop_grace_s: float = option(30.0, help="After SIGTERM (preemption, scancel): seconds until the process exits "
+                                 "143, having committed every finished row; requests still running then are left "
+                                 "for the re-run.")
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -90,11 +97,18 @@ class GenerateConfig:
             raise DistillError(f"--max-tokens must be positive, not {self.max_tokens}")
         if self.concurrency < 1:
             raise DistillError(f"--concurrency must be at least 1, not {self.concurrency}")
+        if self.part is not None:
+            from distill.parts import parse_part
+
+            parse_part(self.part)  # a malformed I/N fails here, before anything is loaded
+        if self.stop_grace_s <= 0:
+            raise DistillError(f"--stop-grace must be a positive number of seconds, not {self.stop_grace_s}")
 
 
 def generate(cfg: GenerateConfig) -> Path:
     from distill.io import DirLock, ShardWriter, is_complete, now, write_manifest
     from distill.log import get_logger
+    from distill.parts import check_layout, parse_part, part_dir, update_whole
     from distill.prompts import load_prompts
     from distill.teachers import get_teacher
 
@@ -105,32 +119,58 @@ def generate(cfg: GenerateConfig) -> Path:
                            cfg.split, cfg.subset, cfg.limit, cfg.tests_field, cfg.entry_point_field, cfg.language_field)
     if "tests" in prompts.column_names:  # only sets with code rows: a math run resumes with its config unchanged
         sampling["code_prompt_suffix"] = cfg.code_prompt_suffix or teacher.code_prompt_suffix
-    out = Path(cfg.out)
+    whole, part = Path(cfg.out), parse_part(cfg.part) if cfg.part else None
+    check_layout(whole, part)  # a part of another split, or a part into a single run's OUT: refused
+    out = part_dir(whole, part) if part else whole  # a part is a generate dir of its own under OUT/parts/
     started = now()
-    with DirLock(out, "distill generate"), ExitStack() as stack:
+    with DirLock(out, f"distill generate{f' --part {part}' if part else ''}"), ExitStack() as stack:
+        stop = stack.enter_context(StopOnSignal(inflight_grace(cfg.stop_grace_s), "the requests in flight"))
+        if part:
+            check_resume(whole, sampling, cfg.force)  # every part samples the same way
         history = check_resume(out, sampling, cfg.force)
         # ------------------------------------------------------------ what is left to do
         writer = stack.enter_context(ShardWriter(out / "traces", "traces", trace_schema(prompts), cfg.shard_rows))
-        todo = [(i, s) for i in range(prompts.num_rows) for s in range(cfg.num_samples)
-                if f"{prompts['id'][i].as_py()}/{s}" not in writer]
+        work = [(i, s) for i in range(prompts.num_rows) for s in range(cfg.num_samples)
+                if part is None or part.holds(f"{prompts['id'][i].as_py()}/{s}")]
+        todo = [(i, s) for i, s in work if f"{prompts['id'][i].as_py()}/{s}" not in writer]
         manifest = dict(stage="generate", config={**to_dict(cfg), "resolved": sampling}, started_at=started,
                         extra={"sampling_history": history})
         # ------------------------------------------------------------ generate
         stats = None
         if todo:
-            backend = open_teacher(cfg, teacher, sampling)  # fails (unreachable server...) before anything is written
-            write_manifest(out, counts=run_counts(out, prompts, cfg, writer, None), status="running", **manifest)
-            stats = run_teacher(backend, sampling, teacher, prompts, todo, writer)
+            try:
+                backend = open_teacher(cfg, teacher, sampling)  # fails (unreachable server...) before any write
+                write_manifest(out, counts=run_counts(out, len(work), prompts, cfg, writer, None), status="running",
+                               **manifest)
+                if part:
+                    update_whole(whole, part, manifest["config"], started, manifest["extra"])
+                stats = run_teacher(backend, sampling, teacher, prompts, todo, writer, stop)
+            except GraceExpired:  # stopped while the teacher was still loading
+                stats = None
         else:
-            get_logger().info(f"all {prompts.num_rows * cfg.num_samples:,} rows already in {out}; nothing to do")
+            get_logger().info(f"all {len(work):,} rows already in {out}; nothing to do")
+        stop.disarm()  # the commit below must not be cut short by the grace timer
         writer.close()
-        counts = run_counts(out, prompts, cfg, writer, stats)
+        counts = run_counts(out, len(work), prompts, cfg, writer, stats)
         status = "complete" if counts["rows_missing"] == 0 else "incomplete"
+        interrupted = stop.signum or (stats or {}).get("interrupted")
+        if interrupted and status != "complete":
+            status = "interrupted"
         # a re-run that added nothing leaves a complete manifest as it was: later stages hold its hash
         if todo or not is_complete(out):
             write_manifest(out, counts=counts, status=status, **manifest)
-    print_generate_summary(out, counts, status)
+        whole_status = update_whole(whole, part, manifest["config"], started, manifest["extra"]) if part else None
+    print_generate_summary(out, counts, status, whole if part else None, whole_status)
+    if status == "interrupted":
+        raise Interrupted(interrupted, f"{counts['rows']:,} of {counts['rows_expected']:,} rows are committed in "
+                          f"{out}; re-run the same command to generate the other {counts['rows_missing']:,}")
     return out
+
+
+def inflight_grace(grace_s: float) -> float:
+    """How long requests in flight may still finish after SIGTERM: the grace less a reserve for committing
+    the shard, closing the backend and writing the manifest, so the process is gone within `grace_s`."""
+    return max(grace_s - min(5.0, 0.25 * grace_s), 0.01)
 
 
 def resolve_sampling(cfg: GenerateConfig, teacher) -> dict[str, Any]:
@@ -200,8 +240,9 @@ def open_teacher(cfg: GenerateConfig, teacher, sampling):
     return open_backend(backend_name, backend_options(cfg, teacher, sampling, backend_name))
 
 
-def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, Any]:
-    """Send every pending (prompt, sample) to the backend and journal each finished row as it arrives."""
+def run_teacher(backend, sampling, teacher, prompts, todo, writer, stop=None) -> dict[str, Any]:
+    """Send every pending (prompt, sample) to the backend and journal each finished row as it arrives. After a
+    stop request (SIGTERM) nothing more is sent; what is in flight may finish until the grace is spent."""
     import time
 
     from distill.backends import Request
@@ -214,6 +255,8 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, 
 
     def requests():
         for i, s in todo:
+            if stop is not None and stop.requested:
+                return
             pid = rows[i]["id"]
             if i not in messages:
                 suffix = sampling["code_prompt_suffix"] if rows[i].get("tests") else sampling["prompt_suffix"]
@@ -241,10 +284,15 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer) -> dict[str, 
                 stats["errors"] += done.finish_reason == "error"
                 stats["completion_tokens"] += done.completion_tokens
     except KeyboardInterrupt:
-        stats["interrupted"] = True
+        stats["interrupted"] = int(signal.SIGINT)
         get_logger().warning("interrupted: finished rows are kept; re-run the same command to resume")
+    except GraceExpired as err:
+        stats["interrupted"] = int(stop.signum if stop is not None and stop.signum else signal.SIGTERM)
+        get_logger().warning(f"{err}: requests still in flight are left for the re-run")
     finally:
         backend.close()
+    if stop is not None and stop.signum:
+        stats["interrupted"] = int(stop.signum)
     stats.update(getattr(backend, "stats", {}))  # e.g. the openai backend's retries
     if reasons:
         stats["error_messages"] = dict(reasons.most_common(5))
@@ -317,12 +365,12 @@ def trace_row(prompt: dict[str, Any], sample: int, messages, done, teacher: str)
     }
 
 
-def run_counts(out: Path, prompts, cfg: GenerateConfig, writer, stats) -> dict[str, Any]:
-    """Counts over the whole output directory (earlier runs included) plus this run's own figures."""
+def run_counts(out: Path, expected: int, prompts, cfg: GenerateConfig, writer, stats) -> dict[str, Any]:
+    """Counts over the whole output directory (earlier runs included) plus this run's own figures; `expected`
+    is the rows of this run's slice (all prompts x samples without --part)."""
     from distill.io import read_shards
 
     table = read_shards(out / "traces", "traces", columns=["finish_reason", "completion_tokens"])
-    expected = prompts.num_rows * cfg.num_samples
     reasons = Counter(table.column("finish_reason").to_pylist()) if table.num_rows else Counter()
     tokens = sum(table.column("completion_tokens").to_pylist()) if table.num_rows else 0
     counts = {
@@ -342,7 +390,9 @@ def run_counts(out: Path, prompts, cfg: GenerateConfig, writer, stats) -> dict[s
     return counts
 
 
-def print_generate_summary(out: Path, counts: dict[str, Any], status: str) -> None:
+def print_generate_summary(out: Path, counts: dict[str, Any], status: str, whole: Path | None = None,
+                           whole_status: str | None = None) -> None:
+    from distill.io import read_manifest
     from distill.log import fmt_duration, print_summary
 
     run = counts.get("this_run", {})
@@ -364,4 +414,9 @@ def print_generate_summary(out: Path, counts: dict[str, Any], status: str) -> No
         if run.get("error_messages"):
             message, n = next(iter(run["error_messages"].items()))
             rows["most common error"] = f"{n:,} x {message[:90]}{'...' if len(message) > 90 else ''}"
+    if whole is not None:
+        entries = (read_manifest(whole) or {}).get("parts", {})
+        done = [i for i, e in entries.items() if e["status"] == "complete"]
+        rows["parts complete"] = f"{len(done)} / {len(entries)}" + (" (curate can start)" if whole_status == "complete"
+                                                                     else "")
     print_summary("distill generate", rows)

@@ -12,14 +12,17 @@ recipes/slurm/). The accelerate config is checked with accelerate's own parser b
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted
+from distill.io import read_manifest
 
 LAUNCHED = "DISTILL_LAUNCHED"  # set in the launched processes, so they never launch again
+RANK_SHUTDOWN_TIMEOUT_S = 900  # seconds the ranks get after SIGTERM to save a checkpoint
 SHARDING = {"NO": "none", "MULTI_GPU": "none", "MULTI_CPU": "none", "FSDP": "fsdp"}
 
 
@@ -82,10 +85,36 @@ def relaunch(recipe_file: Path, launch: Any) -> None:
     cmd = launch_command(recipe_file, launch)
     get_logger().info("launching: " + " ".join(cmd[2:]))
     env = {**os.environ, LAUNCHED: "1", "PYTHONPATH": os.pathsep.join(filter(None, [package_root(), os.environ.get("PYTHONPATH")]))}
-    code = subprocess.call(cmd, env=env)
+    # torch's launcher SIGKILLs ranks 30 s after passing SIGTERM on, too soon to write a large checkpoint
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(RANK_SHUTDOWN_TIMEOUT_S))
+    code, signum = call_forwarding_sigterm(cmd, env)
+    if signum is None and code != 0 and (read_manifest(recipe_file.parent) or {}).get("status") == "interrupted":
+        signum = signal.SIGTERM  # the scheduler signalled the ranks, not this process
+    if signum is not None:
+        raise Interrupted(signum, f"the training processes stopped on {signal.Signals(signum).name} (exit status "
+                          f"{code}) after saving a checkpoint; re-run the same command to resume from it")
     if code != 0:
         raise DistillError(f"the training processes failed (exit status {code}); see the log above. Re-running the "
                            "same command resumes from the last checkpoint")
+
+
+def call_forwarding_sigterm(cmd: list[str], env: dict[str, str]) -> tuple[int, int | None]:
+    """Run `cmd` and wait; a SIGTERM to this process is passed on to it (and the wait goes on, so the ranks
+    can save their checkpoint). Returns the exit status and the signal received, if any."""
+    received: list[int] = []
+    proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code, (received[0] if received else None)
 
 
 def launch_command(recipe_file: Path, launch: Any) -> list[str]:

@@ -4,12 +4,22 @@
         bar.advance(8, tokens=8 * 3100)          # items done, tokens produced by them
     print_summary("generate", {"rows written": 2000, "tokens/s": "3,410"})
 
-On a terminal the progress is a live bar (items, tokens/s, ETA); elsewhere (CI, Slurm logs) it is a plain
-line every `DISTILL_PROGRESS_INTERVAL` seconds (default 10), so long runs stay readable in log files.
+On a terminal the progress is a live bar (items, tokens/s, ETA); elsewhere (CI, Slurm logs, `| tee`) it is a
+plain timestamped line every `DISTILL_PROGRESS_INTERVAL` seconds (default 30) and at every 10% done: no carriage
+returns, no escape codes, so a log file stays readable. `--log-json FILE` (DISTILL_LOG_JSON) appends the same
+progress, and each summary, as JSON lines for dashboards:
+
+    {"time": "2026-12-01T20:31:02+00:00", "event": "progress", "stage": "generate (vllm)", "done": 1200,
+     "total": 4000, "unit": "rows", "percent": 30.0, "per_s": 11.8, "tokens_per_s": 41210.0, "eta_s": 237, ...}
+
+The CLI hides other libraries' progress bars (transformers, datasets, huggingface_hub, lm-eval, vLLM: tqdm
+generally), which redraw themselves with carriage returns; DISTILL_LIBRARY_BARS=1 keeps them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -37,7 +47,9 @@ def get_logger(name: str = "distill") -> logging.Logger:
     root = logging.getLogger("distill")
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        # off a terminal a log may span days: the date too
+        datefmt = "%H:%M:%S" if sys.stderr.isatty() else "%Y-%m-%d %H:%M:%S"
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt))
         root.addHandler(handler)
         root.setLevel(logging.INFO if is_main_process() else logging.WARNING)
         root.propagate = False
@@ -57,8 +69,56 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+JSON_LOG_ENV = "DISTILL_LOG_JSON"
+LIBRARY_BARS_ENV = "DISTILL_LIBRARY_BARS"
+
+
+def set_json_log(path: str | os.PathLike | None) -> None:
+    """Append progress and summaries as JSON lines to `path` (through the environment, so processes this one
+    launches, like accelerate's ranks, write there too; only rank 0 does)."""
+    if path:
+        from pathlib import Path
+
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        os.environ[JSON_LOG_ENV] = str(Path(path).expanduser().resolve())
+
+
+def log_json(event: str, **fields: Any) -> None:
+    """One JSON line in the --log-json file, when there is one (rank 0 only)."""
+    path = os.environ.get(JSON_LOG_ENV)
+    if not path or not is_main_process():
+        return
+    record = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "event": event, **fields}
+    with open(path, "a", encoding="utf-8") as f:  # one write per line: lines of several processes never mix
+        f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+def hide_library_bars() -> None:
+    """Switch off other libraries' progress bars (tqdm redraws with carriage returns: thousands of lines in a
+    Slurm log, and a second display fighting distill's on a terminal). Set in the environment before the
+    libraries are imported, so processes started from here (ranks, vLLM workers) inherit it; libraries
+    already imported are told directly."""
+    if os.environ.get(LIBRARY_BARS_ENV, "0") not in ("", "0"):
+        return
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+        os.environ.setdefault(name, "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+
+
 class Progress:
-    """Counts items and tokens; renders a live bar on a terminal, periodic log lines otherwise."""
+    """Counts items and tokens; renders a live bar on a terminal, log lines otherwise (every `interval` seconds
+    and at every 10% of the total), and the same figures as JSON lines with --log-json."""
 
     def __init__(self, desc: str, total: int | None, unit: str = "items", interval: float | None = None):
         self.desc, self.total, self.unit = desc, total, unit
@@ -66,8 +126,10 @@ class Progress:
         self.tokens = 0
         self.note = ""  # a short stage-specific figure shown after the rates, e.g. "loss 0.412"
         self.start = time.monotonic()
-        self.interval = interval if interval is not None else float(os.environ.get("DISTILL_PROGRESS_INTERVAL", 10))
+        self.interval = interval if interval is not None else float(os.environ.get("DISTILL_PROGRESS_INTERVAL", 30))
         self._last_line = self.start
+        self._last_tenth = 0
+        self._reported = 0  # `done` at the last line written, so the closing line is not a repeat of it
         self._live = None
         self._task = None
         self.enabled = is_main_process() and os.environ.get("DISTILL_PROGRESS", "1") != "0"
@@ -114,6 +176,24 @@ class Progress:
             self._task = self._live.add_task(self.desc, total=self.total, tok_s=0.0, note="")
         return self
 
+    def record(self, event: str = "progress") -> dict[str, Any]:
+        """The figures of line() as a dict, for the JSON log."""
+        per_s, tok_s, eta = self.rates()
+        return {"event": event, "stage": self.desc, "done": self.done, "total": self.total, "unit": self.unit,
+                "percent": round(100 * self.done / self.total, 1) if self.total else None,
+                "per_s": round(per_s, 3), "tokens_per_s": round(tok_s, 1),
+                "elapsed_s": round(self.elapsed, 1), "eta_s": round(eta) if eta is not None else None,
+                "note": self.note or None}
+
+    def _due(self) -> bool:
+        """A report is due every `interval` seconds and whenever another tenth of the total is done."""
+        tenth = int(10 * self.done / self.total) if self.total else 0
+        if tenth > self._last_tenth or time.monotonic() - self._last_line >= self.interval:
+            self._last_tenth = max(tenth, self._last_tenth)
+            self._last_line = time.monotonic()
+            return True
+        return False
+
     def advance(self, n: int = 1, tokens: int = 0) -> None:
         self.done += n
         self.tokens += tokens
@@ -121,15 +201,19 @@ class Progress:
             return
         if self._live is not None:
             self._live.update(self._task, advance=n, tok_s=self.rates()[1], note=self.note)
-        elif time.monotonic() - self._last_line >= self.interval:
-            self._last_line = time.monotonic()
-            get_logger().info(self.line())
+        if self._due():
+            if self._live is None:
+                get_logger().info(self.line())
+                self._reported = self.done
+            log_json(**self.record())
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
             self._live.stop()
-        elif self.enabled and self.done:
+        elif self.enabled and self.done and self.done != self._reported:
             get_logger().info(self.line())
+        if self.enabled:
+            log_json(**self.record("end"))
 
 
 @contextmanager
@@ -145,6 +229,7 @@ def print_summary(title: str, rows: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    log_json("summary", title=title, rows={str(k): v for k, v in rows.items()})
     table = Table(title=title, show_header=False, title_justify="left", min_width=40)
     table.add_column(style="bold")
     table.add_column(justify="right")

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from distill.config import option
-from distill.errors import DistillError
+from distill.errors import DistillError, Interrupted
+from distill.preempt import StopOnSignal
 from distill.sft_model import (
     build_trainer,
     load_model,
@@ -165,6 +167,7 @@ def sft(recipe: SFTRecipe) -> Path:
     from distill import launch
     from distill.io import now
     from distill.sft_data import check_datasets
+    from distill.trainer import SaveAndStopOnSignal
 
     out = Path(recipe.output_dir)
     args = resolve_args(recipe)
@@ -182,20 +185,34 @@ def sft(recipe: SFTRecipe) -> Path:
         return out
     resume = prepare_output_dir(out, recipe)
     started = now()
-    # ---------------------------------------------------------------- tokenizer and data
-    config = sft_config(args, out)  # before the model: under ZeRO-3 it makes from_pretrained load partitioned
-    tokenizer, eos_id = load_tokenizer(recipe.model)
-    data = load_data(recipe, tokenizer, eos_id, args, out)
-    # ---------------------------------------------------------------- model and training
-    model = load_model(recipe.model, args, tokenizer, eos_id)
-    trainer = build_trainer(recipe, config, model, tokenizer, data.train, data.eval)
-    write_sft_manifest(out, recipe, args, data, None, started, "running")
-    result = trainer.train(resume_from_checkpoint=resume)
+    with StopOnSignal(what="the current training step and saving a checkpoint") as stop:
+        # ------------------------------------------------------------ tokenizer and data
+        config = sft_config(args, out)  # before the model: under ZeRO-3 it makes from_pretrained load partitioned
+        tokenizer, eos_id = load_tokenizer(recipe.model)
+        data = load_data(recipe, tokenizer, eos_id, args, out)
+        # ------------------------------------------------------------ model and training
+        model = load_model(recipe.model, args, tokenizer, eos_id)
+        trainer = build_trainer(recipe, config, model, tokenizer, data.train, data.eval)
+        stopper = SaveAndStopOnSignal(stop)  # SIGTERM: checkpoint at the current step, then stop
+        trainer.add_callback(stopper)
+        write_sft_manifest(out, recipe, args, data, None, started, "running")
+        result = trainer.train(resume_from_checkpoint=resume)
+    if stopper.stopped_at is not None:
+        stopped(out, recipe, args, data, trainer, result, started, stop.signum or signal.SIGTERM)
     # ---------------------------------------------------------------- final model, manifest, summary
     save_final(trainer, recipe, out)
     write_sft_manifest(out, recipe, args, data, training_summary(trainer, result), started, "complete")
     finish(out, trainer, data)
     return out
+
+
+def stopped(out: Path, recipe: SFTRecipe, args: dict[str, Any], data: Any, trainer: Any, result: Any, started: str,
+            signum: int) -> None:
+    """The manifest of a run stopped by a signal, then Interrupted: the CLI exits 143 and a re-run resumes."""
+    step, total = trainer.state.global_step, trainer.state.max_steps
+    write_sft_manifest(out, recipe, args, data, training_summary(trainer, result), started, "interrupted")
+    raise Interrupted(signum, f"saved {out / f'checkpoint-{step}'} at step {step:,} of {total:,}; re-run the same "
+                      "command to resume from it")
 
 
 # ---------------------------------------------------------------- recipe -> SFTConfig arguments

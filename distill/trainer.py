@@ -161,3 +161,35 @@ class ProgressCallback(TrainerCallback):
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+class SaveAndStopOnSignal(TrainerCallback):
+    """On a stop request (SIGTERM, see distill.preempt) finish the step in hand, log its loss, save a checkpoint
+    at that step and end training: a re-run resumes from it and ends at the same step count. Every rank must stop
+    at the same step (the checkpoint is collective, and a rank that trained on would wait forever in its next
+    all-reduce), so the ranks agree on the flag each step; a rank the signal missed stops with the others."""
+
+    def __init__(self, stop: Any):
+        self.stop = stop
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        last = state.global_step >= state.max_steps  # the run ends here anyway: let it save its final model
+        if self.stopped_at is None and requested_anywhere(self.stop.requested, args) and not last:
+            control.should_log = True  # the losses since the last log would otherwise be lost from the curve
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+
+
+def requested_anywhere(requested: bool, args: Any) -> bool:
+    """`requested` on any rank: an all-reduce of one number per step under torch.distributed, else as is."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return requested
+    device = args.device if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([1.0 if requested else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())

@@ -4,6 +4,7 @@ base model and command, and fits its stated hardware by distill's memory estimat
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -75,6 +76,22 @@ def test_shell_scripts_are_valid_bash(path: Path):
 def test_slurm_sft_example_runs_one_distill_sft_per_node():
     text = (RECIPES / "slurm" / "sft_multinode.sbatch").read_text()
     assert "distill sft" in text and "launch.machine_rank=\\$SLURM_NODEID" in text
+
+
+@pytest.mark.parametrize("path", [p for p in SCRIPTS if p.suffix in (".sbatch", ".slurm")],
+                         ids=lambda p: str(p.relative_to(RECIPES)))
+def test_slurm_scripts_stop_cleanly_and_requeue(path: Path):
+    """Preemption and the time limit: the batch shell is signalled ahead of the end, passes SIGTERM on to distill
+    (which commits and exits 143) and requeues the job, appending to the same log."""
+    text = path.read_text()
+    assert re.search(r"#SBATCH --signal=B:TERM@\d+", text) and "#SBATCH --requeue" in text
+    assert "#SBATCH --open-mode=append" in text
+    assert "trap stop_and_requeue TERM" in text and "scontrol requeue" in text
+
+
+def test_generate_array_runs_one_part_per_array_task():
+    text = (RECIPES / "slurm" / "generate_array.sbatch").read_text()
+    assert '--part "$PART/$PARTS"' in text and "SLURM_ARRAY_TASK_ID" in text and "--backend vllm" in text
 
 
 def test_curate_configs_validate():

@@ -19,6 +19,7 @@ writer journals it before the loop runs on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -138,15 +139,23 @@ class OpenAIBackend:
         ping-pong included, cost more than the HTTP work at 1,000+ completions/s)."""
         loop = asyncio.new_event_loop()
         stream = self._stream(iter(requests))
+        step = None
         try:
             while True:
+                step = asyncio.ensure_future(stream.__anext__(), loop=loop)
                 try:
-                    yield loop.run_until_complete(stream.__anext__())
+                    yield loop.run_until_complete(step)
                 except StopAsyncIteration:
                     return
                 except FatalServerError as err:
                     raise DistillError(str(err)) from None
         finally:
+            if step is not None and not step.done():
+                # left mid-step by an exception from outside the loop (a signal handler: the stop grace after
+                # SIGTERM): cancelling the step runs the stream's own cleanup of the requests in flight
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(step)
             loop.run_until_complete(stream.aclose())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
