@@ -9,6 +9,11 @@ is found by `<name>`). Writes to OUT: `results.json` (metrics per task and the p
 (every sample: id, response, extracted answer, verdict), `report.md` + `report.png` (beside the published
 DeepSeek-R1-Distill and DeepSeek-R1 numbers), `manifest.json` (lineage back through sft, curate, generate).
 Tasks run one after another and each is saved when done: re-running the same command skips finished tasks.
+
+How the model is prompted and graded is resolved from the model before anything runs (`resolve_prompting`):
+`--reasoning auto` reads its chat template, tokenizer and sft manifest to decide whether it thinks in `<think>`
+blocks (prefill and answer after `</think>`) or not (no prefill, the last box of the whole response); a system
+turn its chat template adds on its own is said in the log, kept or cut (`--default-system`), and recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Literal
 
 from distill.config import option, to_dict
 from distill.errors import DistillError
+from distill.log import get_logger
 
 
 def eval_dir() -> Path:
@@ -56,8 +62,19 @@ class EvalConfig:
                                "the numbers are then not comparable to published ones).")
     data_dir: str | None = option(None, help="Read the eval sets from DIR/aime24.jsonl, aime25.jsonl, "
                                   "math500.jsonl (id, problem, answer) instead of the hub (needed offline).")
-    think_prefill: bool = option(True, help="Start the answer with '<think>\\n' after the chat template's "
-                                 "generation prompt (DeepSeek's usage advice for R1 models).")
+    reasoning: Literal["auto", "on", "off"] = option(
+        "auto", help="Does the model think in <think> blocks? on: prefill '<think>\\n' and read the answer after "
+        "</think> (the R1 protocol); off: no prefill, the last \\boxed{} of the whole response, truncated only at "
+        "the token limit (a base or instruct model before distillation); auto: on when the chat template or "
+        "tokenizer knows <think> or the sft manifest says it was trained on reasoning traces.")
+    think_prefill: bool | None = option(None, help="Older spelling: --think-prefill = --reasoning on; "
+                                        "--no-think-prefill keeps the reasoning grading but sends no '<think>\\n'.")
+    default_system: Literal["keep", "drop"] = option(
+        "keep", help="A system prompt the chat template adds when none is given (Qwen2.5, SmolLM2 templates do): "
+        "keep (the model's own format, as it was trained) or drop (R1's protocol: no system turn at all). "
+        "Either way it is said in the log and recorded in results.json.")
+    baseline: str | None = option(None, help="An earlier eval dir of the base model, shown beside this one (default: "
+                                  "found through the sft manifest's base model under runs/eval/<base name>).")
     published: str | None = option(None, help="Published model to compare with, by name (e.g. "
                                    "DeepSeek-R1-Distill-Qwen-1.5B); default: matched from the model's lineage.")
     seed: int = option(1234, help="Base seed of sampling (each sample of the openai backend derives its own).")
@@ -87,6 +104,30 @@ class EvalConfig:
             raise DistillError(f"--temperature must be >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise DistillError(f"--top-p must be in (0, 1], not {self.top_p}")
+        if self.reasoning not in ("auto", "on", "off"):
+            raise DistillError(f"--reasoning must be auto, on or off, not {self.reasoning!r}")
+        if self.default_system not in ("keep", "drop"):
+            raise DistillError(f"--default-system must be keep or drop, not {self.default_system!r}")
+        if self.reasoning == "off" and self.think_prefill:
+            raise DistillError("--think-prefill opens a think block that --reasoning off does not read; drop one of "
+                               "the two (--reasoning on prefills by itself)")
+
+
+@dataclass
+class Prompting:
+    """How prompts are rendered and answers read: the config resolved against the model (resolve_prompting)."""
+
+    reasoning: str = "on"  # on: think block prefilled, answer after </think>; off: last box of the whole response
+    why: str = "--reasoning on"
+    think_prefill: bool = True
+    template_system: str | None = None  # the system prompt the chat template adds when the messages have none
+    default_system: str = "keep"
+    drop_block: str | None = None  # that turn as the template renders it, when it is cut out of every prompt
+
+    @property
+    def system_prompt(self) -> str | None:
+        """What the model is actually sent as a system prompt."""
+        return self.template_system if self.default_system == "keep" else None
 
 
 @dataclass
@@ -110,23 +151,85 @@ def evaluate(cfg: EvalConfig) -> Path:
     started = now()
     out = Path(cfg.out or Path("runs") / "eval" / Path(cfg.model.rstrip("/")).name)
     check_model_path(cfg.model)  # said first, before any task or data is looked up
-    manager, refs = resolve_tasks(cfg)
+    tokenizer, prompting = resolve_prompting(cfg)
+    manager, refs = resolve_tasks(cfg, prompting)
     check_data(cfg, refs)
     with DirLock(out, "distill eval"):
         # ------------------------------------------------------------ what is left to do
         results = read_results(out)
-        todo = plan(results, refs, cfg, out)
+        todo = plan(results, refs, cfg, out, prompting)
         # ------------------------------------------------------------ generate and score
         if todo:
-            run_tasks(cfg, manager, todo, out, results)
+            run_tasks(cfg, manager, todo, out, results, tokenizer, prompting)
         # ------------------------------------------------------------ report and lineage
-        finish_results(out, cfg, results)
+        finish_results(out, cfg, results, prompting)
         write_report(out, results)
         # a re-run that evaluated nothing leaves a complete manifest as it was (anything downstream holds its hash)
         if todo or not is_complete(out):
             write_eval_manifest(out, cfg, results, started)
     print_eval_summary(out, results, [r.short for r in refs])
     return out
+
+
+# ---------------------------------------------------------------- how the model is prompted and graded
+
+
+def resolve_prompting(cfg: EvalConfig):
+    """(tokenizer, Prompting): the reasoning mode and why, the prefill, and the chat template's own system turn."""
+    from distill.eval_models import load_tokenizer
+    from distill.rendering import PromptRenderer
+
+    tokenizer = load_tokenizer(cfg.model)
+    default = PromptRenderer(tokenizer, cfg.default_system, say=False).default  # said when the model runs
+    mode, why = reasoning_mode(cfg, tokenizer)
+    prefill = mode == "on" if cfg.think_prefill is None else cfg.think_prefill
+    return tokenizer, Prompting(
+        reasoning=mode, why=why, think_prefill=prefill, template_system=default.text if default else None,
+        default_system=cfg.default_system,
+        drop_block=default.block if default and cfg.default_system == "drop" else None,
+    )
+
+
+def reasoning_mode(cfg: EvalConfig, tokenizer) -> tuple[str, str]:
+    """on/off and the reason, for `--reasoning auto` read from the model: a prompt that already opens <think>,
+    then what the sft manifest says it was trained on, then whether its template or tokenizer knows <think>."""
+    from distill.rendering import knows_think, opens_think
+
+    if cfg.reasoning != "auto":
+        return cfg.reasoning, f"--reasoning {cfg.reasoning}"
+    if cfg.think_prefill:
+        return "on", "--think-prefill"
+    if opens_think(tokenizer):
+        return "on", "its chat template opens <think> in the generation prompt"
+    trained = trained_on_reasoning(cfg.model)
+    if trained:
+        return trained
+    why = knows_think(tokenizer)
+    if why:
+        return "on", why
+    return "off", ("neither its chat template nor its tokenizer knows <think>, and no sft manifest says it was "
+                   "trained on reasoning traces")
+
+
+def trained_on_reasoning(model: str) -> tuple[str, str] | None:
+    """What the model's sft manifest says about its training data: reasoning traces (on), none (off), or None
+    when there is no sft manifest."""
+    from distill.io import find_stage, read_manifest
+
+    source = model_manifest_dir(model)
+    sft = find_stage(read_manifest(source) if source else None, "sft")
+    if not sft:
+        return None
+    counts = sft.get("counts") or {}
+    if counts.get("reasoning_rows") is not None:
+        rows, examples = counts["reasoning_rows"], counts.get("examples")
+        if rows:
+            return "on", f"its sft manifest: trained on {rows:,} of {examples or '?':,} examples with a think block"
+        return "off", "its sft manifest: trained on examples without a think block"
+    manifest = read_manifest(source)
+    if find_stage(manifest, "curate"):  # curate keeps only rows with a closed think block
+        return "on", "its sft manifest: trained on curate output (reasoning traces)"
+    return None
 
 
 # ---------------------------------------------------------------- tasks
@@ -140,7 +243,7 @@ class _DropCustomDatasetHint:
         return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
 
 
-def resolve_tasks(cfg: EvalConfig):
+def resolve_tasks(cfg: EvalConfig, prompting: Prompting | None = None):
     """Short names -> lm-eval tasks found under eval/ (and --task-dirs): `aime` is the tag distill_aime."""
     from lm_eval.tasks import TaskManager
 
@@ -152,7 +255,7 @@ def resolve_tasks(cfg: EvalConfig):
         raise DistillError(f"task folder {missing[0]} not found; set DISTILL_EVAL_DIR to the eval/ folder of a "
                            "distill checkout, or fix --task-dirs")
     filter_library_log("lm_eval.api.task", _DropCustomDatasetHint)
-    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False, metadata=task_metadata(cfg))
+    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False, metadata=task_metadata(cfg, prompting or Prompting()))
     index = manager.task_index
     refs: dict[str, TaskRef] = {}
     for name in cfg.tasks:
@@ -171,14 +274,16 @@ def _short(name: str) -> str:
     return name[len(TASK_PREFIX):] if name.startswith(TASK_PREFIX) else name
 
 
-def task_metadata(cfg: EvalConfig) -> dict[str, Any]:
+def task_metadata(cfg: EvalConfig, prompting: Prompting) -> dict[str, Any]:
     """The run-time knobs every task reads (distill.eval_tasks.protocol_config)."""
     return {
         "samples": cfg.samples,
         "max_tokens": cfg.max_tokens,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
-        "think_prefill": cfg.think_prefill,
+        "reasoning": prompting.reasoning,
+        "think_prefill": prompting.think_prefill,
+        "drop_system_block": prompting.drop_block,
         "data_dir": str(Path(cfg.data_dir).expanduser().resolve()) if cfg.data_dir else None,
     }
 
@@ -198,12 +303,13 @@ def check_data(cfg: EvalConfig, refs: list[TaskRef]) -> None:
                                f"(JSON lines with id, problem, answer) for task {ref.short}")
 
 
-def fingerprint(cfg: EvalConfig, ref: TaskRef) -> dict[str, Any]:
+def fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None = None) -> dict[str, Any]:
     """Everything that decides a task's numbers: a re-run with the same fingerprint reuses them."""
     from distill.io import manifest_sha256, spelled_out
 
     source = model_manifest_dir(cfg.model)
     gen = ref.config.get("generation_kwargs") or {}
+    prompting = prompting or Prompting()
     return {
         "model": spelled_out(cfg.model),
         "model_manifest_sha256": manifest_sha256(source) if source else None,
@@ -212,7 +318,9 @@ def fingerprint(cfg: EvalConfig, ref: TaskRef) -> dict[str, Any]:
         "max_tokens": cfg.max_tokens,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
-        "think_prefill": cfg.think_prefill,
+        "reasoning": prompting.reasoning,
+        "think_prefill": prompting.think_prefill,
+        "system_prompt": prompting.system_prompt,
         "limit": cfg.limit,
         "data": data_source(cfg, ref),
         "stop": gen.get("until", []),
@@ -241,11 +349,11 @@ def read_results(out: Path) -> dict[str, Any]:
     return results
 
 
-def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Path) -> list[TaskRef]:
+def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Path,
+         prompting: Prompting | None = None) -> list[TaskRef]:
     """Tasks still to run: a task finished with the same fingerprint is kept; another fingerprint is refused
     unless --force (its numbers would silently be replaced)."""
     from distill.io import spelled_out
-    from distill.log import get_logger
 
     model_here = spelled_out(cfg.model)
     others = sorted(n for n, t in results["tasks"].items() if t.get("fingerprint", {}).get("model") != model_here)
@@ -259,7 +367,9 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
     todo = []
     for ref in refs:
         old = results["tasks"].get(ref.short)
-        new = fingerprint(cfg, ref)
+        new = fingerprint(cfg, ref, prompting)
+        if old:  # results from before eval had modes were all made reasoning on, with no system prompt known
+            old["fingerprint"] = {"reasoning": "on", "system_prompt": None, **old.get("fingerprint", {})}
         if old and old.get("fingerprint") == new:
             get_logger().info(f"{ref.short}: already evaluated with this protocol; keeping it")
             continue
@@ -275,19 +385,21 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
 # ---------------------------------------------------------------- running
 
 
-def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any]) -> None:
+def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any], tokenizer,
+              prompting: Prompting) -> None:
     """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
     and save it at once."""
     from distill.eval_models import open_model
     from distill.scoring import clear_cache
 
     tasks = load_tasks(manager, todo)
-    tokenizer, spec = model_spec(cfg, tasks)
+    get_logger().info(f"reasoning {prompting.reasoning}: {prompting.why}")
+    spec = model_spec(cfg, tasks, tokenizer, prompting)  # renders every prompt: says so if the template adds a system turn
     lm = open_model(spec)
     results["backend"] = spec.backend
     for ref in todo:
-        results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out)
-        results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref)
+        results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out, prompting)
+        results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref, prompting)
         write_json(out / "results.json", results)  # a crash in the next task keeps this one
         clear_cache()
 
@@ -301,13 +413,12 @@ def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
                            "pass --data-dir with aime24.jsonl, aime25.jsonl, math500.jsonl when offline") from None
 
 
-def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
+def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Prompting):
     """The backend and context length: long enough for the longest prompt plus --max-tokens, checked
     against what the model supports, so no prompt is truncated."""
-    from distill.eval_models import ModelSpec, context_limit, load_tokenizer
+    from distill.eval_models import ModelSpec, context_limit
 
-    tokenizer = load_tokenizer(cfg.model)
-    longest = max(prompt_tokens(tokenizer, task, cfg) for task in tasks.values())
+    longest = max(prompt_tokens(tokenizer, task, cfg, prompting) for task in tasks.values())
     needed = longest + cfg.max_tokens
     backend = choose_backend(cfg)
     if backend != "openai":
@@ -323,7 +434,7 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
     if cfg.max_model_len is not None and cfg.max_model_len < needed:
         raise DistillError(f"--max-model-len {cfg.max_model_len} < longest prompt {longest} + --max-tokens "
                            f"{cfg.max_tokens}; prompts would be truncated: raise it or lower --max-tokens")
-    return tokenizer, ModelSpec(
+    return ModelSpec(
         model=cfg.model, backend=backend, max_model_len=cfg.max_model_len or needed, max_tokens=cfg.max_tokens,
         seed=cfg.seed, dtype=cfg.dtype, batch_size=cfg.batch_size, tensor_parallel=cfg.tensor_parallel,
         data_parallel=cfg.data_parallel, gpu_memory_utilization=cfg.gpu_memory_utilization,
@@ -332,24 +443,23 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
     )
 
 
-def prompt_tokens(tokenizer, task, cfg: EvalConfig) -> int:
+def prompt_tokens(tokenizer, task, cfg: EvalConfig, prompting: Prompting) -> int:
     """Tokens of the longest prompt of a task, rendered as the backends will render it."""
     from distill.eval_tasks import add_think_prefill, doc_to_text
+    from distill.rendering import PromptRenderer
 
+    render = PromptRenderer(tokenizer, prompting.default_system)
     docs = list(task.eval_docs)[: cfg.limit] if cfg.limit else list(task.eval_docs)
     longest = 0
     for doc in docs:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": doc_to_text(doc)}], tokenize=False,
-                                             add_generation_prompt=True)
-        text = add_think_prefill(text) if cfg.think_prefill else text
+        text = render([{"role": "user", "content": doc_to_text(doc)}])
+        text = add_think_prefill(text) if prompting.think_prefill else text
         longest = max(longest, len(tokenizer(text, add_special_tokens=False).input_ids))
     return longest
 
 
 def choose_backend(cfg: EvalConfig) -> str:
     import importlib.util
-
-    from distill.log import get_logger
 
     if cfg.backend:
         return cfg.backend
@@ -381,7 +491,8 @@ def _quiet_git_probe() -> None:
     lm_eval.evaluator.get_git_commit_hash = git_hash
 
 
-def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: Path) -> dict[str, Any]:
+def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: Path,
+             prompting: Prompting) -> dict[str, Any]:
     """Generate k samples per problem through lm-eval, then write samples/<task>.jsonl and the metrics."""
     import lm_eval
 
@@ -405,7 +516,7 @@ def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: P
             raise
         finally:
             lm.progress = None
-    return score_and_write(raw, task, ref, tokenizer, getattr(lm, "token_counts", {}), cfg, out)
+    return score_and_write(raw, task, ref, tokenizer, getattr(lm, "token_counts", {}), cfg, out, prompting)
 
 
 def response_tokens(counts: dict[str, int], responses: list[str], tokenizer) -> list[int]:
@@ -425,15 +536,18 @@ def _is_network_error(err: BaseException) -> bool:
 
 
 def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_counts: dict[str, int],
-                    cfg: EvalConfig, out: Path) -> dict:
+                    cfg: EvalConfig, out: Path, prompting: Prompting) -> dict:
     """Per-sample records (the same cached verdicts process_results computed) and the task's metrics."""
-    from distill.scoring import score_problem, summarize
+    from distill.scoring import score_problem, summarize, with_lengths
 
+    reasoning = prompting.reasoning == "on"
     records, scores, tokens = [], [], []
     for sample in sorted(raw["samples"][ref.name], key=lambda s: s["doc_id"]):
         doc, responses = sample["doc"], list(sample["resps"][0])
-        score = score_problem(responses, doc["answer"])
+        score = score_problem(responses, doc["answer"], reasoning=reasoning)
         lengths = response_tokens(lm_counts, responses, tokenizer)
+        if not reasoning:  # no think block to miss: cut off means it used the whole budget
+            score = with_lengths(score, lengths, cfg.max_tokens)
         scores.append(score)
         tokens.append(lengths)
         prompt = sample["arguments"][0][0]
@@ -456,8 +570,16 @@ def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_count
 # ---------------------------------------------------------------- outputs
 
 
-def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any]) -> None:
-    """Top-level fields of results.json: the model, the protocol, lineage and published rows to compare."""
+GRADERS = {
+    "on": "distill.answers: last \\boxed{} after </think>; no </think> (truncated) = wrong",
+    "off": "distill.answers: last \\boxed{} of the whole response (no think block); truncated = used all max_tokens",
+}
+
+
+def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any], prompting: Prompting) -> None:
+    """Top-level fields of results.json: the model, the protocol as sent, lineage, and the rows to compare with
+    (the base model's eval, the published student and teacher)."""
+    from distill.baseline import find_baseline
     from distill.io import package_versions, read_manifest
     from distill.report import lineage_summary, load_published, match_published
     from distill.teachers import R1_PROMPT_SUFFIX
@@ -465,24 +587,50 @@ def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any]) -> None:
     source = model_manifest_dir(cfg.model)
     manifest = read_manifest(source) if source else None
     lineage = lineage_summary(manifest, cfg.model)
+    first = first_prompt(out, results)
     results.update({
         "model": cfg.model,
         "protocol": {
-            "chat_template": True, "system_prompt": None, "user_prompt": "{problem}\n" + R1_PROMPT_SUFFIX,
-            "think_prefill": "<think>\\n" if cfg.think_prefill else None, "stop": "EOS only",
+            "chat_template": True, "reasoning": prompting.reasoning, "reasoning_requested": cfg.reasoning,
+            "reasoning_why": prompting.why,
+            "system_prompt": prompting.system_prompt,
+            "system_prompt_source": "the chat template's default (no system message is given)"
+            if prompting.system_prompt else None,
+            "template_system_prompt": prompting.template_system, "default_system": prompting.default_system,
+            "user_prompt": "{problem}\n" + R1_PROMPT_SUFFIX,
+            "think_prefill": "<think>\\n" if prompting.think_prefill else None, "stop": "EOS only",
+            "rendered_prompt": first["prompt"] if first else None,
+            "rendered_prompt_of": f"{first['task']} problem {first['id']}" if first else None,
             "temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
             "samples_per_problem": {name: t["k"] for name, t in results["tasks"].items()},
             "limit": cfg.limit, "seed": cfg.seed,
-            "grader": "distill.answers: last \\boxed{} after </think>; no </think> (truncated) = wrong",
+            "grader": GRADERS[prompting.reasoning],
             "pass@1_stderr": "sample standard deviation of per-problem pass@1 over sqrt(problems)",
             "cons@k": "majority vote over extracted answers; equivalent answers vote together",
             "pass@k": "unbiased estimator of Chen et al. 2021 at k = samples per problem",
         },
         "lineage": lineage,
+        "baseline": find_baseline(cfg.baseline, out, lineage),
         "published": match_published(load_published(EVAL_DIR / "published.yaml"), cfg.model, lineage, cfg.published),
         "versions": package_versions(),
     })
     write_json(out / "results.json", results)
+
+
+def first_prompt(out: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+    """The exact prompt sent for the first problem of the first task, as its samples file recorded it."""
+    from distill.io import iter_jsonl
+
+    for name in results["tasks"]:
+        path = out / "samples" / f"{name}.jsonl"
+        if not path.is_file():
+            continue
+        rows = iter_jsonl(path)
+        first = next(rows, None)
+        rows.close()
+        if first and "prompt" in first:
+            return {"task": name, "id": first["id"], "prompt": first["prompt"]}
+    return None
 
 
 def model_manifest_dir(model: str) -> Path | None:
@@ -505,8 +653,11 @@ def write_eval_manifest(out: Path, cfg: EvalConfig, results: dict[str, Any], sta
     source = model_manifest_dir(cfg.model)
     counts = {name: {"problems": t["n"], "samples": t["samples"], "pass@1": round(t["pass@1"], 4)}
               for name, t in results["tasks"].items()}
+    protocol = results.get("protocol") or {}
+    prompt_format = {k: protocol.get(k) for k in ("reasoning", "reasoning_why", "system_prompt", "template_system_prompt",
+                                                  "default_system", "rendered_prompt")}
     write_manifest(out, "eval", config=to_dict(cfg), inputs=[source] if source else [], counts=counts,
-                   started_at=started, extra={"backend": results.get("backend")})
+                   started_at=started, extra={"backend": results.get("backend"), "prompt_format": prompt_format})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -44,6 +44,9 @@ class GenerateConfig:
     top_p: float | None = option(None, help="Nucleus sampling top-p; default: the teacher's (0.95 for R1).")
     seed: int = option(0, help="Base seed; every sample gets its own seed derived from this and its id.")
     system_prompt: str | None = option(None, help="System prompt; default: the teacher's (none for R1).")
+    default_system: Literal["keep", "drop"] = option(
+        "keep", help="A system prompt the teacher's chat template adds when none is given (Qwen2.5-style "
+        "templates do): keep it or drop it (transformers and vllm backends). Logged and recorded either way.")
     prompt_suffix: str | None = option(None, help="Line appended to each problem; default: the teacher's "
                                        "(R1: 'Please reason step by step, and put your final answer within \\boxed{}.').")
     base_url: list[str] = option([], help="OpenAI-compatible server URL; repeat for client-side load balancing.")
@@ -105,6 +108,7 @@ def generate(cfg: GenerateConfig) -> Path:
             backend = open_teacher(cfg, teacher, sampling)  # fails (unreachable server...) before anything is written
             write_manifest(out, counts=run_counts(out, prompts, cfg, writer, None), status="running", **manifest)
             stats = run_teacher(backend, sampling, teacher, prompts, todo, writer)
+            manifest["extra"]["prompt_format"] = getattr(backend, "prompt_format", None)  # what the template sent
         else:
             get_logger().info(f"all {prompts.num_rows * cfg.num_samples:,} rows already in {out}; nothing to do")
         writer.close()
@@ -133,6 +137,7 @@ def resolve_sampling(cfg: GenerateConfig, teacher) -> dict[str, Any]:
         "system_prompt": pick(cfg.system_prompt, teacher.system_prompt) or None,
         "prompt_suffix": pick(cfg.prompt_suffix, teacher.prompt_suffix),
         "seed": cfg.seed,
+        **({"default_system": "drop"} if cfg.default_system == "drop" else {}),  # keep: as every earlier run
     }
 
 
@@ -251,7 +256,7 @@ def backend_options(cfg: GenerateConfig, teacher, sampling):
         tensor_parallel=cfg.tensor_parallel or hint.get("tensor_parallel", 1),
         pipeline_parallel=cfg.pipeline_parallel or hint.get("pipeline_parallel", 1),
         data_parallel=cfg.data_parallel, max_model_len=cfg.max_model_len or teacher.max_model_len,
-        batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed,
+        batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed, default_system=cfg.default_system,
     )
 
 

@@ -70,6 +70,7 @@ class BackendOptions:
     batch_size: int | None = None
     dtype: str = "auto"
     seed: int = 0
+    default_system: str = "keep"  # a chat template's own system turn: keep or drop (backends that render prompts)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
