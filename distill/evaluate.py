@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.baseline import read_eval
 from distill.config import option, to_dict
 from distill.errors import DistillError
 from distill.log import get_logger
@@ -151,6 +152,8 @@ def evaluate(cfg: EvalConfig) -> Path:
     started = now()
     out = Path(cfg.out or Path("runs") / "eval" / Path(cfg.model.rstrip("/")).name)
     check_model_path(cfg.model)  # said first, before any task or data is looked up
+    if cfg.baseline:
+        read_eval(Path(cfg.baseline).expanduser())  # a wrong --baseline is said before hours of sampling
     tokenizer, prompting = resolve_prompting(cfg)
     manager, refs = resolve_tasks(cfg, prompting)
     check_data(cfg, refs)

@@ -32,11 +32,27 @@ def filter_library_log(logger_name: str, filter_class: type) -> None:
         logger.addFilter(filter_class())
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record is logged, not as it was when the first logger was made: main()
+    runs many times in one process (tests capturing each run, notebooks), and an old stream may be closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def get_logger(name: str = "distill") -> logging.Logger:
     logger = logging.getLogger(name)
     root = logging.getLogger("distill")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         root.addHandler(handler)
         root.setLevel(logging.INFO if is_main_process() else logging.WARNING)

@@ -251,13 +251,14 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
     tasks = list(results["tasks"])
     published = results.get("published") or {}
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
-    series = [("this model", [100 * results["tasks"][t]["pass@1"] for t in tasks],
-               [100 * (results["tasks"][t].get("pass@1_stderr") or 0) for t in tasks])]
+    series = []
     baseline = results.get("baseline")
     if baseline:  # before distillation, right beside after
         base = [baseline["tasks"].get(t) for t in tasks]
         series.append((f"base: {_name(baseline['model'])}", [100 * b["pass@1"] if b else float("nan") for b in base],
                        [100 * (b.get("pass@1_stderr") or 0) if b else 0 for b in base]))
+    series.append(("this model", [100 * results["tasks"][t]["pass@1"] for t in tasks],
+                   [100 * (results["tasks"][t].get("pass@1_stderr") or 0) for t in tasks]))
     for role in ("student", "teacher"):
         row = published.get(role)
         if row:
