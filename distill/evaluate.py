@@ -393,11 +393,13 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
     """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
     and save it at once."""
     from distill.eval_models import open_model
+    from distill.rendering import PromptRenderer
     from distill.scoring import clear_cache
 
     tasks = load_tasks(manager, todo)
+    spec = model_spec(cfg, tasks, tokenizer, prompting)  # a refusal here is the only line printed
     get_logger().info(f"reasoning {prompting.reasoning}: {prompting.why}")
-    spec = model_spec(cfg, tasks, tokenizer, prompting)  # renders every prompt: says so if the template adds a system turn
+    PromptRenderer(tokenizer, prompting.default_system)  # says so, once, when the template adds a system turn
     lm = open_model(spec)
     results["backend"] = spec.backend
     for ref in todo:
@@ -451,7 +453,7 @@ def prompt_tokens(tokenizer, task, cfg: EvalConfig, prompting: Prompting) -> int
     from distill.eval_tasks import add_think_prefill, doc_to_text
     from distill.rendering import PromptRenderer
 
-    render = PromptRenderer(tokenizer, prompting.default_system)
+    render = PromptRenderer(tokenizer, prompting.default_system, say=False)
     docs = list(task.eval_docs)[: cfg.limit] if cfg.limit else list(task.eval_docs)
     longest = 0
     for doc in docs:
@@ -682,7 +684,11 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) -> None:
     from distill.log import print_summary
 
-    rows: dict[str, Any] = {"output": str(out)}
+    protocol = results.get("protocol") or {}
+    rows: dict[str, Any] = {"output": str(out), "reasoning": f"{protocol.get('reasoning')} ({protocol.get('reasoning_why')})"}
+    if protocol.get("template_system_prompt"):
+        what = "kept" if protocol.get("system_prompt") else "cut out"
+        rows["template's system prompt"] = f"{what}: {protocol['template_system_prompt'][:60]!r}"
     for name in shorts:
         t = results["tasks"][name]
         err = f" ± {100 * t['pass@1_stderr']:.1f}" if t.get("pass@1_stderr") is not None else ""
@@ -691,5 +697,7 @@ def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) ->
     student = (results.get("published") or {}).get("student")
     if student:
         rows["published beside it"] = student["name"]
+    if results.get("baseline"):
+        rows["base model beside it"] = f"{results['baseline']['model']} ({results['baseline']['path']})"
     rows["report"] = str(out / "report.md")
     print_summary("distill eval", rows)

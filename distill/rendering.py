@@ -114,7 +114,7 @@ class PromptRenderer:
     """The chat template applied to messages, with the template's own system turn kept or dropped. It says once
     per template in the log what the template adds, and records what it rendered (`record()`)."""
 
-    _said: set[str] = set()  # templates already reported in this process
+    _said: set[str] = set()  # (policy, template) pairs already reported in this process
 
     def __init__(self, tokenizer: Any, default_system: DefaultSystemPolicy = "keep", say: bool = True):
         from distill.errors import DistillError
@@ -156,7 +156,7 @@ class PromptRenderer:
     def _say_once(self) -> None:
         if not self.default:
             return
-        key = self.tokenizer.chat_template or ""
+        key = f"{self.policy}\0{self.tokenizer.chat_template or ''}"
         if key in PromptRenderer._said:
             return
         PromptRenderer._said.add(key)
