@@ -10,7 +10,7 @@ is found by `<name>`). Writes to OUT: `results.json` (metrics per task and the p
 DeepSeek-R1-Distill and DeepSeek-R1 numbers), `manifest.json` (lineage back through sft, curate, generate).
 Tasks run one after another and each is saved when done: re-running the same command skips finished tasks.
 
-How the model is prompted and graded is resolved from the model before anything runs (`resolve_prompting`):
+How the model is prompted and graded is resolved from the model before anything runs (distill.eval_prompting):
 `--reasoning auto` reads its chat template, tokenizer and sft manifest to decide whether it thinks in `<think>`
 blocks (prefill and answer after `</think>`) or not (no prefill, the last box of the whole response); a system
 turn its chat template adds on its own is said in the log, kept or cut (`--default-system`), and recorded.
@@ -27,6 +27,8 @@ from typing import Any, Literal
 from distill.baseline import read_eval
 from distill.config import option, to_dict
 from distill.errors import DistillError
+from distill.eval_prompting import Prompting, resolve_prompting
+from distill.io import read_manifest
 from distill.log import get_logger
 
 
@@ -115,23 +117,6 @@ class EvalConfig:
 
 
 @dataclass
-class Prompting:
-    """How prompts are rendered and answers read: the config resolved against the model (resolve_prompting)."""
-
-    reasoning: str = "on"  # on: think block prefilled, answer after </think>; off: last box of the whole response
-    why: str = "--reasoning on"
-    think_prefill: bool = True
-    template_system: str | None = None  # the system prompt the chat template adds when the messages have none
-    default_system: str = "keep"
-    drop_block: str | None = None  # that turn as the template renders it, when it is cut out of every prompt
-
-    @property
-    def system_prompt(self) -> str | None:
-        """What the model is actually sent as a system prompt."""
-        return self.template_system if self.default_system == "keep" else None
-
-
-@dataclass
 class TaskRef:
     """One task to run: its short name (results key, samples file) and its lm-eval config."""
 
@@ -154,7 +139,8 @@ def evaluate(cfg: EvalConfig) -> Path:
     check_model_path(cfg.model)  # said first, before any task or data is looked up
     if cfg.baseline:
         read_eval(Path(cfg.baseline).expanduser())  # a wrong --baseline is said before hours of sampling
-    tokenizer, prompting = resolve_prompting(cfg)
+    source = model_manifest_dir(cfg.model)
+    tokenizer, prompting = resolve_prompting(cfg, read_manifest(source) if source else None)
     manager, refs = resolve_tasks(cfg, prompting)
     check_data(cfg, refs)
     with DirLock(out, "distill eval"):
@@ -172,67 +158,6 @@ def evaluate(cfg: EvalConfig) -> Path:
             write_eval_manifest(out, cfg, results, started)
     print_eval_summary(out, results, [r.short for r in refs])
     return out
-
-
-# ---------------------------------------------------------------- how the model is prompted and graded
-
-
-def resolve_prompting(cfg: EvalConfig):
-    """(tokenizer, Prompting): the reasoning mode and why, the prefill, and the chat template's own system turn."""
-    from distill.eval_models import load_tokenizer
-    from distill.rendering import PromptRenderer
-
-    tokenizer = load_tokenizer(cfg.model)
-    default = PromptRenderer(tokenizer, cfg.default_system, say=False).default  # said when the model runs
-    mode, why = reasoning_mode(cfg, tokenizer)
-    prefill = mode == "on" if cfg.think_prefill is None else cfg.think_prefill
-    return tokenizer, Prompting(
-        reasoning=mode, why=why, think_prefill=prefill, template_system=default.text if default else None,
-        default_system=cfg.default_system,
-        drop_block=default.block if default and cfg.default_system == "drop" else None,
-    )
-
-
-def reasoning_mode(cfg: EvalConfig, tokenizer) -> tuple[str, str]:
-    """on/off and the reason, for `--reasoning auto` read from the model: a prompt that already opens <think>,
-    then what the sft manifest says it was trained on, then whether its template or tokenizer knows <think>."""
-    from distill.rendering import knows_think, opens_think
-
-    if cfg.reasoning != "auto":
-        return cfg.reasoning, f"--reasoning {cfg.reasoning}"
-    if cfg.think_prefill:
-        return "on", "--think-prefill"
-    if opens_think(tokenizer):
-        return "on", "its chat template opens <think> in the generation prompt"
-    trained = trained_on_reasoning(cfg.model)
-    if trained:
-        return trained
-    why = knows_think(tokenizer)
-    if why:
-        return "on", why
-    return "off", ("neither its chat template nor its tokenizer knows <think>, and no sft manifest says it was "
-                   "trained on reasoning traces")
-
-
-def trained_on_reasoning(model: str) -> tuple[str, str] | None:
-    """What the model's sft manifest says about its training data: reasoning traces (on), none (off), or None
-    when there is no sft manifest."""
-    from distill.io import find_stage, read_manifest
-
-    source = model_manifest_dir(model)
-    sft = find_stage(read_manifest(source) if source else None, "sft")
-    if not sft:
-        return None
-    counts = sft.get("counts") or {}
-    if counts.get("reasoning_rows") is not None:
-        rows, examples = counts["reasoning_rows"], counts.get("examples")
-        if rows:
-            return "on", f"its sft manifest: trained on {rows:,} of {examples or '?':,} examples with a think block"
-        return "off", "its sft manifest: trained on examples without a think block"
-    manifest = read_manifest(source)
-    if find_stage(manifest, "curate"):  # curate keeps only rows with a closed think block
-        return "on", "its sft manifest: trained on curate output (reasoning traces)"
-    return None
 
 
 # ---------------------------------------------------------------- tasks
@@ -258,7 +183,8 @@ def resolve_tasks(cfg: EvalConfig, prompting: Prompting | None = None):
         raise DistillError(f"task folder {missing[0]} not found; set DISTILL_EVAL_DIR to the eval/ folder of a "
                            "distill checkout, or fix --task-dirs")
     filter_library_log("lm_eval.api.task", _DropCustomDatasetHint)
-    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False, metadata=task_metadata(cfg, prompting or Prompting()))
+    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False,
+                          metadata=task_metadata(cfg, prompting or Prompting()))
     index = manager.task_index
     refs: dict[str, TaskRef] = {}
     for name in cfg.tasks:
@@ -397,10 +323,10 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
     from distill.scoring import clear_cache
 
     tasks = load_tasks(manager, todo)
-    spec = model_spec(cfg, tasks, tokenizer, prompting)  # a refusal here is the only line printed
+    spec = model_spec(cfg, tasks, tokenizer, prompting)
+    lm = open_model(spec)  # a refusal here or in model_spec is the only line printed
     get_logger().info(f"reasoning {prompting.reasoning}: {prompting.why}")
     PromptRenderer(tokenizer, prompting.default_system)  # says so, once, when the template adds a system turn
-    lm = open_model(spec)
     results["backend"] = spec.backend
     for ref in todo:
         results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out, prompting)

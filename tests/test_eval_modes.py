@@ -138,16 +138,23 @@ def test_reasoning_off_reads_the_last_box_of_the_whole_response_and_truncates_at
 
 
 def test_auto_reads_the_sft_manifest(tmp_path, tiny_model):
-    from distill.evaluate import EvalConfig, reasoning_mode
+    from distill.eval_prompting import reasoning_mode
+    from distill.evaluate import EvalConfig
 
     model = make_instruct_model(tiny_model, tmp_path / "student")
     tok = _tokenizer(model)
-    assert reasoning_mode(EvalConfig(model=str(model)), tok)[0] == "off"
+    cfg = EvalConfig(model=str(model))
+    assert reasoning_mode(cfg, tok, read_manifest(model))[0] == "off"
     write_manifest(model, "sft", config={"student": "x"}, counts={"examples": 8, "reasoning_rows": 6})
-    assert reasoning_mode(EvalConfig(model=str(model)), tok) == (
+    assert reasoning_mode(cfg, tok, read_manifest(model)) == (
         "on", "its sft manifest: trained on 6 of 8 examples with a think block")
     write_manifest(model, "sft", config={"student": "x"}, counts={"examples": 8, "reasoning_rows": 0})
-    assert reasoning_mode(EvalConfig(model=str(model)), tok)[0] == "off"
+    assert reasoning_mode(cfg, tok, read_manifest(model))[0] == "off"
+    # an older sft manifest, without the count: its lineage through curate means reasoning traces
+    write_manifest(tmp_path / "data", "curate", config={})
+    write_manifest(model, "sft", config={"student": "x"}, inputs=[tmp_path / "data"])
+    assert reasoning_mode(cfg, tok, read_manifest(model)) == (
+        "on", "its sft manifest: trained on curate output (reasoning traces)")
     # a template that opens <think> in its generation prompt decides before anything else
     tok.chat_template = QWEN_TEMPLATE.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'")
     assert reasoning_mode(EvalConfig(model=str(model)), tok)[0] == "on"
