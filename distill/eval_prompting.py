@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from distill.eval_models import load_tokenizer
-from distill.io import find_stage
 from distill.rendering import PromptRenderer, knows_think, opens_think
 
 
@@ -71,6 +70,8 @@ def reasoning_mode(cfg: Any, tokenizer, manifest: dict[str, Any] | None = None) 
 def trained_on_reasoning(manifest: dict[str, Any] | None) -> tuple[str, str] | None:
     """What the model's sft manifest says about its training data: reasoning traces (on), none (off), or None
     when there is no sft manifest."""
+    from distill.io import find_stage  # io loads pyarrow, which `distill --help` must not
+
     sft = find_stage(manifest, "sft")
     if not sft:
         return None

@@ -28,7 +28,6 @@ from distill.baseline import read_eval
 from distill.config import option, to_dict
 from distill.errors import DistillError
 from distill.eval_prompting import Prompting, resolve_prompting
-from distill.io import read_manifest
 from distill.log import get_logger
 
 
@@ -131,7 +130,7 @@ class TaskRef:
 
 def evaluate(cfg: EvalConfig) -> Path:
     from distill.eval_models import check_model_path
-    from distill.io import DirLock, is_complete, now
+    from distill.io import DirLock, is_complete, now, read_manifest  # io loads pyarrow: not at `distill --help`
     from distill.report import write_report
 
     started = now()
