@@ -9,6 +9,11 @@ is found by `<name>`). Writes to OUT: `results.json` (metrics per task and the p
 (every sample: id, response, extracted answer, verdict), `report.md` + `report.png` (beside the published
 DeepSeek-R1-Distill and DeepSeek-R1 numbers), `manifest.json` (lineage back through sft, curate, generate).
 Tasks run one after another and each is saved when done: re-running the same command skips finished tasks.
+
+How the model is prompted and graded is resolved from the model before anything runs (distill.eval_prompting):
+`--reasoning auto` reads its chat template, tokenizer and sft manifest to decide whether it thinks in `<think>`
+blocks (prefill and answer after `</think>`) or not (no prefill, the last box of the whole response); a system
+turn its chat template adds on its own is said in the log, kept or cut (`--default-system`), and recorded.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from distill.baseline import read_eval
 from distill.config import option, to_dict
 from distill.errors import DistillError, Interrupted
+from distill.eval_prompting import Prompting, resolve_prompting
+from distill.log import get_logger
 from distill.preempt import GraceExpired, StopOnSignal
 
 
@@ -57,8 +65,19 @@ class EvalConfig:
                                "the numbers are then not comparable to published ones).")
     data_dir: str | None = option(None, help="Read the eval sets from DIR/aime24.jsonl, aime25.jsonl, "
                                   "math500.jsonl (id, problem, answer) instead of the hub (needed offline).")
-    think_prefill: bool = option(True, help="Start the answer with '<think>\\n' after the chat template's "
-                                 "generation prompt (DeepSeek's usage advice for R1 models).")
+    reasoning: Literal["auto", "on", "off"] = option(
+        "auto", help="Does the model think in <think> blocks? on: prefill '<think>\\n' and read the answer after "
+        "</think> (the R1 protocol); off: no prefill, the last \\boxed{} of the whole response, truncated only at "
+        "the token limit (a base or instruct model before distillation); auto: on when the chat template or "
+        "tokenizer knows <think> or the sft manifest says it was trained on reasoning traces.")
+    think_prefill: bool | None = option(None, help="Older spelling: --think-prefill = --reasoning on; "
+                                        "--no-think-prefill keeps the reasoning grading but sends no '<think>\\n'.")
+    default_system: Literal["keep", "drop"] = option(
+        "keep", help="A system prompt the chat template adds when none is given (Qwen2.5, SmolLM2 templates do): "
+        "keep (the model's own format, as it was trained) or drop (R1's protocol: no system turn at all). "
+        "Either way it is said in the log and recorded in results.json.")
+    baseline: str | None = option(None, help="An earlier eval dir of the base model, shown beside this one (default: "
+                                  "found through the sft manifest's base model under runs/eval/<base name>).")
     published: str | None = option(None, help="Published model to compare with, by name (e.g. "
                                    "DeepSeek-R1-Distill-Qwen-1.5B); default: matched from the model's lineage.")
     seed: int = option(1234, help="Base seed of sampling (each sample of the openai backend derives its own).")
@@ -93,6 +112,13 @@ class EvalConfig:
             raise DistillError(f"--temperature must be >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise DistillError(f"--top-p must be in (0, 1], not {self.top_p}")
+        if self.reasoning not in ("auto", "on", "off"):
+            raise DistillError(f"--reasoning must be auto, on or off, not {self.reasoning!r}")
+        if self.default_system not in ("keep", "drop"):
+            raise DistillError(f"--default-system must be keep or drop, not {self.default_system!r}")
+        if self.reasoning == "off" and self.think_prefill:
+            raise DistillError("--think-prefill opens a think block that --reasoning off does not read; drop one of "
+                               "the two (--reasoning on prefills by itself)")
 
 
 @dataclass
@@ -110,13 +136,17 @@ class TaskRef:
 
 def evaluate(cfg: EvalConfig) -> Path:
     from distill.eval_models import check_model_path
-    from distill.io import DirLock, is_complete, now
+    from distill.io import DirLock, is_complete, now, read_manifest  # io loads pyarrow: not at `distill --help`
     from distill.report import write_report
 
     started = now()
     out = Path(cfg.out or Path("runs") / "eval" / Path(cfg.model.rstrip("/")).name)
     check_model_path(cfg.model)  # said first, before any task or data is looked up
-    manager, refs = resolve_tasks(cfg)
+    if cfg.baseline:
+        read_eval(Path(cfg.baseline).expanduser())  # a wrong --baseline is said before hours of sampling
+    source = model_manifest_dir(cfg.model)
+    tokenizer, prompting = resolve_prompting(cfg, read_manifest(source) if source else None)
+    manager, refs = resolve_tasks(cfg, prompting)
     check_data(cfg, refs)
     if any(is_code_task(r) for r in refs):
         from distill.sandbox import check_sandbox
@@ -126,17 +156,17 @@ def evaluate(cfg: EvalConfig) -> Path:
     with DirLock(out, "distill eval"), StopOnSignal(0.01, "the finished tasks") as stop:
         # ------------------------------------------------------------ what is left to do
         results = read_results(out)
-        todo = plan(results, refs, cfg, out)
+        todo = plan(results, refs, cfg, out, prompting)
         # ------------------------------------------------------------ generate and score
         if todo:
             try:
-                run_tasks(cfg, manager, todo, out, results, stop)
+                run_tasks(cfg, manager, todo, out, results, tokenizer, prompting, stop)
             except GraceExpired:
                 pass
         if stop.requested:
             stop_eval(out, cfg, results, started, refs, stop.signum)
         # ------------------------------------------------------------ report and lineage
-        finish_results(out, cfg, results)
+        finish_results(out, cfg, results, prompting)
         write_report(out, results)
         # a re-run that evaluated nothing leaves a complete manifest as it was (anything downstream holds its hash)
         if todo or not is_complete(out):
@@ -156,7 +186,7 @@ class _DropCustomDatasetHint:
         return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
 
 
-def resolve_tasks(cfg: EvalConfig):
+def resolve_tasks(cfg: EvalConfig, prompting: Prompting | None = None):
     """Short names -> lm-eval tasks found under eval/ (and --task-dirs): `aime` is the tag distill_aime."""
     from lm_eval.tasks import TaskManager
 
@@ -168,7 +198,8 @@ def resolve_tasks(cfg: EvalConfig):
         raise DistillError(f"task folder {missing[0]} not found; set DISTILL_EVAL_DIR to the eval/ folder of a "
                            "distill checkout, or fix --task-dirs")
     filter_library_log("lm_eval.api.task", _DropCustomDatasetHint)
-    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False, metadata=task_metadata(cfg))
+    manager = TaskManager(include_path=[str(d) for d in dirs], include_defaults=False,
+                          metadata=task_metadata(cfg, prompting or Prompting()))
     index = manager.task_index
     refs: dict[str, TaskRef] = {}
     for name in cfg.tasks:
@@ -187,14 +218,16 @@ def _short(name: str) -> str:
     return name[len(TASK_PREFIX):] if name.startswith(TASK_PREFIX) else name
 
 
-def task_metadata(cfg: EvalConfig) -> dict[str, Any]:
+def task_metadata(cfg: EvalConfig, prompting: Prompting) -> dict[str, Any]:
     """The run-time knobs every task reads (distill.eval_tasks.protocol_config)."""
     return {
         "samples": cfg.samples,
         "max_tokens": cfg.max_tokens,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
-        "think_prefill": cfg.think_prefill,
+        "reasoning": prompting.reasoning,
+        "think_prefill": prompting.think_prefill,
+        "drop_system_block": prompting.drop_block,
         "data_dir": str(Path(cfg.data_dir).expanduser().resolve()) if cfg.data_dir else None,
     }
 
@@ -214,12 +247,13 @@ def check_data(cfg: EvalConfig, refs: list[TaskRef]) -> None:
                                f"(JSON lines with id, problem, answer) for task {ref.short}")
 
 
-def fingerprint(cfg: EvalConfig, ref: TaskRef) -> dict[str, Any]:
+def fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None = None) -> dict[str, Any]:
     """Everything that decides a task's numbers: a re-run with the same fingerprint reuses them."""
     from distill.io import manifest_sha256, spelled_out
 
     source = model_manifest_dir(cfg.model)
     gen = ref.config.get("generation_kwargs") or {}
+    prompting = prompting or Prompting()
     return {
         "model": spelled_out(cfg.model),
         "model_manifest_sha256": manifest_sha256(source) if source else None,
@@ -228,7 +262,9 @@ def fingerprint(cfg: EvalConfig, ref: TaskRef) -> dict[str, Any]:
         "max_tokens": cfg.max_tokens,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
-        "think_prefill": cfg.think_prefill,
+        "reasoning": prompting.reasoning,
+        "think_prefill": prompting.think_prefill,
+        "system_prompt": prompting.system_prompt,
         "limit": cfg.limit,
         "data": data_source(cfg, ref),
         "stop": gen.get("until", []),
@@ -257,11 +293,11 @@ def read_results(out: Path) -> dict[str, Any]:
     return results
 
 
-def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Path) -> list[TaskRef]:
+def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Path,
+         prompting: Prompting | None = None) -> list[TaskRef]:
     """Tasks still to run: a task finished with the same fingerprint is kept; another fingerprint is refused
     unless --force (its numbers would silently be replaced)."""
     from distill.io import spelled_out
-    from distill.log import get_logger
 
     model_here = spelled_out(cfg.model)
     others = sorted(n for n, t in results["tasks"].items() if t.get("fingerprint", {}).get("model") != model_here)
@@ -275,7 +311,9 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
     todo = []
     for ref in refs:
         old = results["tasks"].get(ref.short)
-        new = fingerprint(cfg, ref)
+        new = fingerprint(cfg, ref, prompting)
+        if old:  # results from before eval had modes were all made reasoning on, with no system prompt known
+            old["fingerprint"] = {"reasoning": "on", "system_prompt": None, **old.get("fingerprint", {})}
         if old and old.get("fingerprint") == new:
             get_logger().info(f"{ref.short}: already evaluated with this protocol; keeping it")
             continue
@@ -300,23 +338,26 @@ def stop_eval(out: Path, cfg: EvalConfig, results: dict[str, Any], started: str,
                       f"evaluate {', '.join(left) or 'nothing more'}")
 
 
-def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any],
-              stop: StopOnSignal | None = None) -> None:
+def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any], tokenizer,
+              prompting: Prompting, stop: StopOnSignal | None = None) -> None:
     """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
     and save it at once."""
     from distill.code_tasks import clear_cache as clear_code_cache
     from distill.eval_models import open_model
+    from distill.rendering import PromptRenderer
     from distill.scoring import clear_cache
 
     tasks = load_tasks(manager, todo)
-    tokenizer, spec = model_spec(cfg, tasks)
-    lm = open_model(spec)
+    spec = model_spec(cfg, tasks, tokenizer, prompting)
+    lm = open_model(spec)  # a refusal here or in model_spec is the only line printed
+    get_logger().info(f"reasoning {prompting.reasoning}: {prompting.why}")
+    PromptRenderer(tokenizer, prompting.default_system)  # says so, once, when the template adds a system turn
     results["backend"] = spec.backend
     for ref in todo:
         if stop is not None and stop.requested:
             return
-        results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out)
-        results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref)
+        results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out, prompting)
+        results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref, prompting)
         write_json(out / "results.json", results)  # a crash in the next task keeps this one
         clear_cache()
         clear_code_cache()
@@ -331,14 +372,13 @@ def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
                            "pass --data-dir with aime24.jsonl, aime25.jsonl, math500.jsonl when offline") from None
 
 
-def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
+def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Prompting):
     """The backend and context length: long enough for the longest prompt plus --max-tokens, checked
     against what the model supports, so no prompt is truncated."""
-    from distill.eval_models import ModelSpec, context_limit, load_tokenizer
+    from distill.eval_models import ModelSpec, context_limit
     from distill.model_source import local_model
 
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    longest = max(prompt_tokens(tokenizer, task, cfg) for task in tasks.values())
+    longest = max(prompt_tokens(tokenizer, task, cfg, prompting) for task in tasks.values())
     needed = longest + cfg.max_tokens
     backend = choose_backend(cfg)
     if cfg.vllm and backend != "vllm":
@@ -356,7 +396,7 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
     if cfg.max_model_len is not None and cfg.max_model_len < needed:
         raise DistillError(f"--max-model-len {cfg.max_model_len} < longest prompt {longest} + --max-tokens "
                            f"{cfg.max_tokens}; prompts would be truncated: raise it or lower --max-tokens")
-    return tokenizer, ModelSpec(
+    return ModelSpec(
         model=local_model(cfg.model), backend=backend, max_model_len=cfg.max_model_len or needed,
         max_tokens=cfg.max_tokens,
         seed=cfg.seed, dtype=cfg.dtype, batch_size=cfg.batch_size, tensor_parallel=cfg.tensor_parallel,
@@ -366,25 +406,24 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any]):
     )
 
 
-def prompt_tokens(tokenizer, task, cfg: EvalConfig) -> int:
+def prompt_tokens(tokenizer, task, cfg: EvalConfig, prompting: Prompting) -> int:
     """Tokens of the longest prompt of a task, rendered as the backends will render it."""
     from distill.eval_tasks import add_think_prefill
+    from distill.rendering import PromptRenderer
 
+    render = PromptRenderer(tokenizer, prompting.default_system, say=False)
     docs = list(task.eval_docs)[: cfg.limit] if cfg.limit else list(task.eval_docs)
     longest = 0
     for doc in docs:
         # the task's own prompt builder: a code task wraps its problem differently from the math tasks
-        text = tokenizer.apply_chat_template([{"role": "user", "content": task.doc_to_text(doc)}], tokenize=False,
-                                             add_generation_prompt=True)
-        text = add_think_prefill(text) if cfg.think_prefill else text
+        text = render([{"role": "user", "content": task.doc_to_text(doc)}])
+        text = add_think_prefill(text) if prompting.think_prefill else text
         longest = max(longest, len(tokenizer(text, add_special_tokens=False).input_ids))
     return longest
 
 
 def choose_backend(cfg: EvalConfig) -> str:
     import importlib.util
-
-    from distill.log import get_logger
 
     if cfg.backend:
         return cfg.backend
@@ -416,7 +455,8 @@ def _quiet_git_probe() -> None:
     lm_eval.evaluator.get_git_commit_hash = git_hash
 
 
-def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: Path) -> dict[str, Any]:
+def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: Path,
+             prompting: Prompting) -> dict[str, Any]:
     """Generate k samples per problem through lm-eval, then write samples/<task>.jsonl and the metrics."""
     import lm_eval
 
@@ -440,7 +480,7 @@ def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: P
             raise
         finally:
             lm.progress = None
-    return score_and_write(raw, task, ref, tokenizer, getattr(lm, "token_counts", {}), cfg, out)
+    return score_and_write(raw, task, ref, tokenizer, getattr(lm, "token_counts", {}), cfg, out, prompting)
 
 
 def response_tokens(counts: dict[str, int], responses: list[str], tokenizer) -> list[int]:
@@ -460,16 +500,19 @@ def _is_network_error(err: BaseException) -> bool:
 
 
 def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_counts: dict[str, int],
-                    cfg: EvalConfig, out: Path) -> dict:
+                    cfg: EvalConfig, out: Path, prompting: Prompting) -> dict:
     """Per-sample records (the same cached verdicts process_results computed) and the task's metrics."""
-    from distill.scoring import summarize
+    from distill.scoring import summarize, with_lengths
 
+    reasoning = prompting.reasoning == "on"
     records, scores, tokens = [], [], []
     code = is_code_task(ref)
     for sample in sorted(raw["samples"][ref.name], key=lambda s: s["doc_id"]):
         doc, responses = sample["doc"], list(sample["resps"][0])
-        score, outcomes = score_doc(code, responses, doc)
+        score, outcomes = score_doc(code, responses, doc, reasoning)
         lengths = response_tokens(lm_counts, responses, tokenizer)
+        if not reasoning:  # no think block to miss: cut off means it used the whole budget
+            score = with_lengths(score, lengths, cfg.max_tokens)
         scores.append(score)
         tokens.append(lengths)
         prompt = sample["arguments"][0][0]
@@ -499,12 +542,12 @@ def is_code_task(ref: TaskRef) -> bool:
     return (ref.config.get("metadata") or {}).get("grader") == "code"
 
 
-def score_doc(code: bool, responses: list[str], doc: dict[str, Any]):
+def score_doc(code: bool, responses: list[str], doc: dict[str, Any], reasoning: bool = True):
     """(ProblemScore, per-sample outcome fields) by the task's grader; for code, each sample's sandbox outcome."""
     if not code:
         from distill.scoring import score_problem
 
-        return score_problem(responses, doc["answer"]), []
+        return score_problem(responses, doc["answer"], reasoning=reasoning), []
     from distill.code_tasks import score_problem as score_code
 
     score, verdicts = score_code(responses, doc)
@@ -514,8 +557,16 @@ def score_doc(code: bool, responses: list[str], doc: dict[str, Any]):
 # ---------------------------------------------------------------- outputs
 
 
-def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any]) -> None:
-    """Top-level fields of results.json: the model, the protocol, lineage and published rows to compare."""
+GRADERS = {
+    "on": "distill.answers: last \\boxed{} after </think>; no </think> (truncated) = wrong",
+    "off": "distill.answers: last \\boxed{} of the whole response (no think block); truncated = used all max_tokens",
+}
+
+
+def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any], prompting: Prompting) -> None:
+    """Top-level fields of results.json: the model, the protocol as sent, lineage, and the rows to compare with
+    (the base model's eval, the published student and teacher)."""
+    from distill.baseline import find_baseline
     from distill.io import package_versions, read_manifest
     from distill.report import lineage_summary, load_published, match_published
     from distill.teachers import R1_PROMPT_SUFFIX
@@ -523,24 +574,50 @@ def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any]) -> None:
     source = model_manifest_dir(cfg.model)
     manifest = read_manifest(source) if source else None
     lineage = lineage_summary(manifest, cfg.model)
+    first = first_prompt(out, results)
     results.update({
         "model": cfg.model,
         "protocol": {
-            "chat_template": True, "system_prompt": None, "user_prompt": "{problem}\n" + R1_PROMPT_SUFFIX,
-            "think_prefill": "<think>\\n" if cfg.think_prefill else None, "stop": "EOS only",
+            "chat_template": True, "reasoning": prompting.reasoning, "reasoning_requested": cfg.reasoning,
+            "reasoning_why": prompting.why,
+            "system_prompt": prompting.system_prompt,
+            "system_prompt_source": "the chat template's default (no system message is given)"
+            if prompting.system_prompt else None,
+            "template_system_prompt": prompting.template_system, "default_system": prompting.default_system,
+            "user_prompt": "{problem}\n" + R1_PROMPT_SUFFIX,
+            "think_prefill": "<think>\\n" if prompting.think_prefill else None, "stop": "EOS only",
+            "rendered_prompt": first["prompt"] if first else None,
+            "rendered_prompt_of": f"{first['task']} problem {first['id']}" if first else None,
             "temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
             "samples_per_problem": {name: t["k"] for name, t in results["tasks"].items()},
             "limit": cfg.limit, "seed": cfg.seed,
-            "grader": "distill.answers: last \\boxed{} after </think>; no </think> (truncated) = wrong",
+            "grader": GRADERS[prompting.reasoning],
             "pass@1_stderr": "sample standard deviation of per-problem pass@1 over sqrt(problems)",
             "cons@k": "majority vote over extracted answers; equivalent answers vote together",
             "pass@k": "unbiased estimator of Chen et al. 2021 at k = samples per problem",
         },
         "lineage": lineage,
+        "baseline": find_baseline(cfg.baseline, out, lineage),
         "published": match_published(load_published(EVAL_DIR / "published.yaml"), cfg.model, lineage, cfg.published),
         "versions": package_versions(),
     })
     write_json(out / "results.json", results)
+
+
+def first_prompt(out: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+    """The exact prompt sent for the first problem of the first task, as its samples file recorded it."""
+    from distill.io import iter_jsonl
+
+    for name in results["tasks"]:
+        path = out / "samples" / f"{name}.jsonl"
+        if not path.is_file():
+            continue
+        rows = iter_jsonl(path)
+        first = next(rows, None)
+        rows.close()
+        if first and "prompt" in first:
+            return {"task": name, "id": first["id"], "prompt": first["prompt"]}
+    return None
 
 
 def model_manifest_dir(model: str) -> Path | None:
@@ -564,8 +641,12 @@ def write_eval_manifest(out: Path, cfg: EvalConfig, results: dict[str, Any], sta
     source = model_manifest_dir(cfg.model)
     counts = {name: {"problems": t["n"], "samples": t["samples"], "pass@1": round(t["pass@1"], 4)}
               for name, t in results["tasks"].items()}
+    protocol = results.get("protocol") or {}
+    prompt_format = {k: protocol.get(k) for k in ("reasoning", "reasoning_why", "system_prompt", "template_system_prompt",
+                                                  "default_system", "rendered_prompt")}
     write_manifest(out, "eval", config=to_dict(cfg), inputs=[source] if source else [], counts=counts,
-                   started_at=started, status=status, extra={"backend": results.get("backend")})
+                   started_at=started, status=status,
+                   extra={"backend": results.get("backend"), "prompt_format": prompt_format})
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -587,7 +668,11 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) -> None:
     from distill.log import print_summary
 
-    rows: dict[str, Any] = {"output": str(out)}
+    protocol = results.get("protocol") or {}
+    rows: dict[str, Any] = {"output": str(out), "reasoning": f"{protocol.get('reasoning')} ({protocol.get('reasoning_why')})"}
+    if protocol.get("template_system_prompt"):
+        what = "kept" if protocol.get("system_prompt") else "cut out"
+        rows["template's system prompt"] = f"{what}: {protocol['template_system_prompt'][:60]!r}"
     for name in shorts:
         t = results["tasks"][name]
         err = f" ± {100 * t['pass@1_stderr']:.1f}" if t.get("pass@1_stderr") is not None else ""
@@ -597,5 +682,7 @@ def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) ->
     student = (results.get("published") or {}).get("student")
     if student:
         rows["published beside it"] = student["name"]
+    if results.get("baseline"):
+        rows["base model beside it"] = f"{results['baseline']['model']} ({results['baseline']['path']})"
     rows["report"] = str(out / "report.md")
     print_summary("distill eval", rows)

@@ -50,6 +50,9 @@ class GenerateConfig:
     top_p: float | None = option(None, help="Nucleus sampling top-p; default: the teacher's (0.95 for R1).")
     seed: int = option(0, help="Base seed; every sample gets its own seed derived from this and its id.")
     system_prompt: str | None = option(None, help="System prompt; default: the teacher's (none for R1).")
+    default_system: Literal["keep", "drop"] = option(
+        "keep", help="A system prompt the teacher's chat template adds when none is given (Qwen2.5-style "
+        "templates do): keep it or drop it (transformers and vllm backends). Logged and recorded either way.")
     prompt_suffix: str | None = option(None, help="Line appended to each problem; default: the teacher's "
                                        "(R1: 'Please reason step by step, and put your final answer within \\boxed{}.').")
     code_prompt_suffix: str | None = option(None, help="Line appended to each code problem (a row with tests); "
@@ -145,6 +148,7 @@ def generate(cfg: GenerateConfig) -> Path:
                 if part:
                     update_whole(whole, part, manifest["config"], started, manifest["extra"])
                 stats = run_teacher(backend, sampling, teacher, prompts, todo, writer, stop)
+                manifest["extra"]["prompt_format"] = getattr(backend, "prompt_format", None)  # what was sent
             except GraceExpired:  # stopped while the teacher was still loading
                 stats = None
         else:
@@ -189,6 +193,7 @@ def resolve_sampling(cfg: GenerateConfig, teacher) -> dict[str, Any]:
         "system_prompt": pick(cfg.system_prompt, teacher.system_prompt) or None,
         "prompt_suffix": pick(cfg.prompt_suffix, teacher.prompt_suffix),
         "seed": cfg.seed,
+        **({"default_system": "drop"} if cfg.default_system == "drop" else {}),  # keep: as every earlier run
     }
 
 
@@ -324,7 +329,7 @@ def backend_options(cfg: GenerateConfig, teacher, sampling, backend_name: str = 
         tensor_parallel=layout.tensor_parallel, pipeline_parallel=layout.pipeline_parallel,
         data_parallel=cfg.data_parallel, max_model_len=cfg.max_model_len or (teacher.max_model_len if own else None),
         batch_size=cfg.batch_size, dtype=cfg.dtype, seed=cfg.seed, trust_remote_code=cfg.trust_remote_code,
-        engine_args=dict(cfg.vllm),
+        engine_args=dict(cfg.vllm), default_system=cfg.default_system,
     )
 
 

@@ -42,11 +42,27 @@ def filter_library_log(logger_name: str, filter_class: type) -> None:
         logger.addFilter(filter_class())
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record is logged, not as it was when the first logger was made: main()
+    runs many times in one process (tests capturing each run, notebooks), and an old stream may be closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def get_logger(name: str = "distill") -> logging.Logger:
     logger = logging.getLogger(name)
     root = logging.getLogger("distill")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         # off a terminal a log may span days: the date too
         datefmt = "%H:%M:%S" if sys.stderr.isatty() else "%Y-%m-%d %H:%M:%S"
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt))

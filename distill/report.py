@@ -5,7 +5,8 @@
 Reads `eval/published.yaml` (published pass@1 of DeepSeek-R1 and its distilled students, with sources) and the
 lineage of the evaluated model (its manifest: sft -> curate -> generate). The published row shown beside the
 student is the one whose base model is the student's base model (the sft stage records it as `student`), so
-a student trained from Qwen/Qwen2.5-Math-1.5B is shown beside DeepSeek-R1-Distill-Qwen-1.5B.
+a student trained from Qwen/Qwen2.5-Math-1.5B is shown beside DeepSeek-R1-Distill-Qwen-1.5B. The base model's
+own eval (results["baseline"], distill.baseline) is shown too: before and after distillation, side by side.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distill.baseline import differences, same_model
 from distill.errors import DistillError
 
 # The R1 paper's protocol, under which the R1-Distill numbers were published.
@@ -33,14 +35,6 @@ def load_published(path: Path) -> dict[str, Any]:
     return {"sources": data.get("sources", {}), "models": data.get("models", [])}
 
 
-def _same_model(a: str | None, b: str | None) -> bool:
-    """Hub ids match case-insensitively, and a local copy matches by its folder name (/models/Qwen2.5-Math-1.5B)."""
-    if not a or not b:
-        return False
-    a, b = a.rstrip("/").lower(), b.rstrip("/").lower()
-    return a == b or a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
-
-
 def match_published(published: dict[str, Any], model: str, lineage: dict[str, Any],
                     name: str | None = None) -> dict[str, Any]:
     """The published student row to compare with (by --published NAME, else by the student's base model from
@@ -55,13 +49,13 @@ def match_published(published: dict[str, Any], model: str, lineage: dict[str, An
         how = "--published"
     else:
         base = (lineage.get("sft") or {}).get("student")
-        student = next((r for r in rows if _same_model(base, r.get("base"))), None)
+        student = next((r for r in rows if same_model(base, r.get("base"))), None)
         how = f"student base model {base} (sft manifest)" if student else None
         if student is None:
-            student = next((r for r in rows if _same_model(model, r["model_id"])), None)
+            student = next((r for r in rows if same_model(model, r["model_id"])), None)
             how = "the evaluated model itself" if student else None
     teacher_id = (lineage.get("generate") or {}).get("teacher_model") or (student or {}).get("teacher")
-    teacher = next((r for r in rows if _same_model(teacher_id, r["model_id"])), None)
+    teacher = next((r for r in rows if same_model(teacher_id, r["model_id"])), None)
     teacher = teacher or next(r for r in rows if r["model_id"] == DEFAULT_TEACHER)
     return {"student": student, "teacher": teacher, "matched_by": how, "sources": published["sources"]}
 
@@ -128,10 +122,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     student, teacher = published.get("student"), published.get("teacher")
     sources = published.get("sources", {})
     refs: list[str] = []
+    baseline = results.get("baseline")
+    protocol = results.get("protocol") or {}
     lines = [f"# distill eval: `{results.get('model')}`", ""]
-    lines += [f"Backend `{results.get('backend', '?')}`; pass@1 in % as mean over k samples per problem ± standard "
+    lines += [f"Backend `{results.get('backend', '?')}`, reasoning **{protocol.get('reasoning', 'on')}** "
+              f"({protocol.get('reasoning_why', '?')}); pass@1 in % as mean over k samples per problem ± standard "
               "error across problems; cons@k = majority vote; pass@k = unbiased estimate at k = samples.", ""]
     head = ["task", "k", "problems", "pass@1", "cons@k", "pass@k", "truncated", "mean tokens"]
+    head += [f"base: {_name(baseline['model'])}"] if baseline else []
     head += [f"{student['name']} (published)" if student else "published student",
              f"{teacher['name']} (published)" if teacher else "teacher"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -140,9 +138,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([
             name, str(t["k"]), str(t["n"]), _pct(t["pass@1"], t.get("pass@1_stderr")), _pct(t["cons@k"]),
             _pct(t["pass@k"]), f"{100 * t['truncated']:.1f}%", tokens,
+            *([_baseline_cell(baseline, name)] if baseline else []),
             _published_cell(student, name, sources, refs), _published_cell(teacher, name, sources, refs),
         ]) + " |")
     lines.append("")
+    lines += baseline_lines(baseline)
     if student is None:
         lines += ["No published student matched this model (no sft lineage naming a base model in "
                   "eval/published.yaml); pass --published NAME to choose one.", ""]
@@ -155,6 +155,24 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _name(model: str | None) -> str:
+    return Path(str(model).rstrip("/")).name if model else "?"
+
+
+def _baseline_cell(baseline: dict[str, Any] | None, task: str) -> str:
+    t = ((baseline or {}).get("tasks") or {}).get(task)
+    return _pct(t["pass@1"], t.get("pass@1_stderr")) if t else "-"
+
+
+def baseline_lines(baseline: dict[str, Any] | None) -> list[str]:
+    if not baseline:
+        return ["No eval of the base model beside it: evaluate the base into runs/eval/<base name> (or pass "
+                "--baseline DIR) to see what distillation changed.", ""]
+    p = baseline.get("protocol") or {}
+    return [f"Base model `{baseline['model']}` (found by {baseline['found_by']}): reasoning {p.get('reasoning', 'on')}"
+            f" ({p.get('reasoning_why') or 'not recorded'}), results in `{baseline['path']}`.", ""]
+
+
 def comparability_notes(results: dict[str, Any]) -> list[str]:
     """Where this run's protocol differs from the one the published numbers were made with."""
     protocol = results.get("protocol", {})
@@ -165,6 +183,10 @@ def comparability_notes(results: dict[str, Any]) -> list[str]:
             notes.append(f"{name}: k = {t['k']} samples per problem (published: {PUBLISHED_K[name]})")
         if t.get("limit"):
             notes.append(f"{name}: only the first {t['n']} problems (--limit)")
+    if protocol.get("system_prompt"):
+        notes.append(f"system prompt {protocol['system_prompt']!r}, added by the chat template (published: none)")
+    if results.get("baseline"):
+        notes += differences(results, results["baseline"])
     if not notes:
         return []
     return ["## Not directly comparable", "", *[f"- {n}" for n in notes], ""]
@@ -173,6 +195,9 @@ def comparability_notes(results: dict[str, Any]) -> list[str]:
 def protocol_section(results: dict[str, Any]) -> list[str]:
     p = results.get("protocol", {})
     lines = ["## Protocol", ""]
+    lines.append(f"- reasoning: {p.get('reasoning', 'on')} (asked: {p.get('reasoning_requested', '?')}; "
+                 f"{p.get('reasoning_why', '?')})")
+    lines.append(f"- system prompt: {_system_line(p)}")
     for key in ("user_prompt", "think_prefill", "stop", "temperature", "top_p", "max_tokens", "seed", "grader",
                 "pass@1_stderr", "cons@k", "pass@k"):
         lines.append(f"- {key}: `{p.get(key)!r}`" if key in ("user_prompt", "think_prefill") else f"- {key}: {p.get(key)}")
@@ -181,7 +206,19 @@ def protocol_section(results: dict[str, Any]) -> list[str]:
         lines.append(f"- {name}: task `{t.get('task')}` v{t.get('version')}, data {t.get('data')}{grader}")
     versions = results.get("versions", {})
     lines += ["- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    if p.get("rendered_prompt"):
+        lines += [f"The exact prompt sent for {p.get('rendered_prompt_of')} (the model writes from its end on):", "",
+                  "```", p["rendered_prompt"].rstrip("\n"), "```", ""]
     return lines
+
+
+def _system_line(p: dict[str, Any]) -> str:
+    template = p.get("template_system_prompt")
+    if not template:
+        return "none (the chat template adds none)"
+    if p.get("system_prompt"):
+        return f"`{template!r}`, the chat template's own default, kept (--default-system keep)"
+    return f"none: the chat template's default `{template!r}` was cut out (--default-system drop)"
 
 
 def lineage_section(results: dict[str, Any]) -> list[str]:
@@ -215,8 +252,14 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
     tasks = list(results["tasks"])
     published = results.get("published") or {}
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
-    series = [("this model", [100 * results["tasks"][t]["pass@1"] for t in tasks],
-               [100 * (results["tasks"][t].get("pass@1_stderr") or 0) for t in tasks])]
+    series = []
+    baseline = results.get("baseline")
+    if baseline:  # before distillation, right beside after
+        base = [baseline["tasks"].get(t) for t in tasks]
+        series.append((f"base: {_name(baseline['model'])}", [100 * b["pass@1"] if b else float("nan") for b in base],
+                       [100 * (b.get("pass@1_stderr") or 0) if b else 0 for b in base]))
+    series.append(("this model", [100 * results["tasks"][t]["pass@1"] for t in tasks],
+                   [100 * (results["tasks"][t].get("pass@1_stderr") or 0) for t in tasks]))
     for role in ("student", "teacher"):
         row = published.get(role)
         if row:
@@ -228,8 +271,9 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(tasks))]
         bars.bar(xs, values, width, yerr=errors, capsize=3, label=label)
         for x, v in zip(xs, values, strict=True):
-            if v != v:  # NaN: the benchmark has no published number for this model
-                bars.text(x, 1, "not\npublished", ha="center", va="bottom", fontsize=6, rotation=90)
+            if v != v:  # NaN: the benchmark has no published number for this model (or the base was not run on it)
+                what = "not\nrun" if label.startswith("base:") else "not\npublished"
+                bars.text(x, 1, what, ha="center", va="bottom", fontsize=6, rotation=90)
     bars.set_xticks(range(len(tasks)), tasks)
     bars.set_ylabel("pass@1 (%)")
     bars.set_ylim(0, 100)

@@ -5,8 +5,11 @@
     summarize([score, ...], tokens=[[812, 32768], ...])
     # {"pass@1": 0.5, "pass@1_stderr": ..., "cons@k": ..., "pass@k": ..., "k": 2, "n": 1, "truncated": 0.5, ...}
 
-Grading is the project's one grader, `distill.answers` (also used by curate): the answer is the last \\boxed{}
-after `</think>`; a response without `</think>` (cut off by the token limit) has no answer and is wrong.
+Grading is the project's one grader, `distill.answers` (also used by curate). A reasoning model's answer is the
+last \\boxed{} after `</think>`; a response without `</think>` (cut off by the token limit) has no answer and is
+wrong. A model evaluated with `reasoning=False` (no think block: a base or instruct model before distillation)
+is graded on the last \\boxed{} of its whole response, and counts as truncated only when it used the whole token
+budget (`with_lengths`), which only the backend knows.
 Metrics, all means over problems:
 - pass@1: per problem the share of its k samples that are correct, averaged over problems; its standard error
   is the sample standard deviation of those per-problem shares over sqrt(number of problems), i.e. it measures
@@ -15,11 +18,13 @@ Metrics, all means over problems:
   ("0.5", "\\frac12") vote together; ties go to the answer seen first.
 - pass@k: the unbiased estimator of Chen et al. (2021), 1 - C(n-c, k) / C(n, k) for n samples of which c
   are correct; at k = n it is the share of problems solved at least once. `pass_at_k_curve` gives k = 1, 2, 4...
-- truncated: share of samples without `</think>`; mean_tokens: mean response length in tokens.
+- truncated: share of samples without `</think>` (reasoning off: that hit the token limit); mean_tokens: mean
+  response length in tokens.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -66,21 +71,36 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def score_problem(responses: Sequence[str], reference: str, timeout: float = DEFAULT_TIMEOUT) -> ProblemScore:
+def score_problem(responses: Sequence[str], reference: str, timeout: float = DEFAULT_TIMEOUT,
+                  reasoning: bool = True) -> ProblemScore:
     """Grade every response of one problem against its reference answer (all k of them, not the first).
 
     Cached on the exact responses: lm-eval's `process_results` and `distill eval`'s sample writer score the
     same lists, and the second call must not pay for the grader again."""
-    return _score_cached(tuple(responses), str(reference), float(timeout))
+    return _score_cached(tuple(responses), str(reference), float(timeout), bool(reasoning))
 
 
-def prefetch(problems: Sequence[tuple[Sequence[str], str]], timeout: float = DEFAULT_TIMEOUT) -> None:
+def with_lengths(score: ProblemScore, lengths: Sequence[int], max_tokens: int) -> ProblemScore:
+    """A non-reasoning score with `truncated` read from the generated token counts: cut off = used the budget."""
+    return dataclasses.replace(score, truncated=tuple(n >= max_tokens for n in lengths))
+
+
+def answer_of(response: str, reasoning: bool = True) -> str | None:
+    """The graded answer: after `</think>` for a reasoning model, else the last box anywhere in the response."""
+    from distill.answers import extract_answer, extract_boxed
+
+    return extract_answer(response) if reasoning else extract_boxed(response)
+
+
+def prefetch(problems: Sequence[tuple[Sequence[str], str]], timeout: float = DEFAULT_TIMEOUT,
+             reasoning: bool = True) -> None:
     """Grade the distinct (answer, reference) pairs of a whole task at once, so that the per-problem calls
     that follow find every verdict in the grader's cache. The grader spreads the pairs its cheap path cannot
     decide over parallel judge processes, which per-problem calls (a handful of pairs each) never do."""
-    from distill.answers import equivalent_many, extract_answer
+    from distill.answers import equivalent_many
 
-    pairs = {(a, str(ref)) for responses, ref in problems for a in map(extract_answer, responses) if a is not None}
+    pairs = {(a, str(ref)) for responses, ref in problems for a in (answer_of(r, reasoning) for r in responses)
+             if a is not None}
     if pairs:
         # one core stays with this process; on a 2-core machine a second judge only adds its start-up time
         equivalent_many(sorted(pairs), timeout=timeout, workers=max(1, (os.cpu_count() or 1) - 1))
@@ -92,14 +112,15 @@ def clear_cache() -> None:
 
 
 @lru_cache(maxsize=4096)
-def _score_cached(responses: tuple[str, ...], reference: str, timeout: float) -> ProblemScore:
-    from distill.answers import extract_answer, is_equivalent
+def _score_cached(responses: tuple[str, ...], reference: str, timeout: float, reasoning: bool) -> ProblemScore:
+    from distill.answers import is_equivalent
 
-    answers = tuple(extract_answer(r) for r in responses)
+    answers = tuple(answer_of(r, reasoning) for r in responses)
     # one grader call per distinct answer: 64 samples of one problem usually share a handful of answers
     verdict = {a: is_equivalent(a, reference, timeout=timeout) for a in set(answers) if a is not None}
     correct = tuple(a is not None and verdict[a] for a in answers)
-    truncated = tuple(THINK_CLOSE not in r for r in responses)
+    # without a think block the text alone cannot tell a cut-off response: with_lengths() decides from token counts
+    truncated = tuple(THINK_CLOSE not in r for r in responses) if reasoning else (False,) * len(responses)
     return ProblemScore(answers, correct, truncated, majority_is_correct(answers, correct, timeout))
 
 

@@ -47,7 +47,10 @@ def build_datasets(specs: list, tokenizer: Any, eos_id: int, max_length: int | N
             evals.append(held_out)
         local += [source_dir] if source_dir else []
         stats["datasets"].append({"path": spec.path, "rows": len(ds), "weight": spec.weight, "train_rows": len(train),
-                                  "eval_rows": len(held_out) if held_out is not None else 0})
+                                  "eval_rows": len(held_out) if held_out is not None else 0,
+                                  "reasoning_rows": reasoning_rows(train)})
+    # eval's --reasoning auto reads this from the manifest: was the student taught to think in <think> blocks?
+    stats["reasoning_rows"] = sum(d["reasoning_rows"] for d in stats["datasets"])
     key = cache_key(specs, tokenizer, eos_id, max_length, drop_too_long)
     train = tokenize(concatenate_datasets(trains), tokenizer, eos_id, cache_dir / f"train-{key}.arrow", num_proc)
     train, stats["dropped_too_long"] = drop_long(train, max_length, drop_too_long, num_proc)
@@ -61,6 +64,19 @@ def build_datasets(specs: list, tokenizer: Any, eos_id: int, max_length: int | N
                            "sft.max_length or set drop_too_long: false")
     extra = ["num_tokens", "num_trained"]
     return SFTData(train.remove_columns(extra), held.remove_columns(extra) if held else None, stats, local)
+
+
+def reasoning_rows(ds: Any) -> int:
+    """Rows whose assistant turn closes a think block (`</think>`), counted in Arrow without a Python loop."""
+    import pyarrow.compute as pc
+
+    if len(ds) == 0:
+        return 0
+    messages = ds.select_columns(["messages"]).with_format("arrow")[:]["messages"].combine_chunks()
+    turns = pc.list_flatten(messages)
+    thinks = pc.and_(pc.equal(pc.struct_field(turns, "role"), "assistant"),
+                     pc.match_substring(pc.struct_field(turns, "content"), "</think>"))
+    return len(pc.unique(pc.filter(pc.list_parent_indices(messages), thinks)))
 
 
 # ---------------------------------------------------------------- loading

@@ -236,6 +236,8 @@ def test_mixture_weights_and_prompt_level_eval_split(tmp_path):
     rows = {d["path"]: d for d in data.stats["datasets"]}
     assert rows[str(a)]["eval_rows"] == 10 and rows[str(a)]["train_rows"] == 15  # (40 - 10) * 0.5
     assert rows[str(b)]["train_rows"] == 40  # every row twice
+    # every curated row closes its think block: what eval's --reasoning auto reads from the manifest
+    assert (rows[str(a)]["reasoning_rows"], rows[str(b)]["reasoning_rows"], data.stats["reasoning_rows"]) == (15, 40, 55)
     assert len(data.train) == 55 and len(data.eval) == 10
 
 

@@ -72,6 +72,8 @@ class BackendOptions:
     seed: int = 0
     trust_remote_code: bool = False
     engine_args: dict[str, Any] = field(default_factory=dict)  # vLLM engine arguments the user passed (vllm.*)
+    default_system: str = "keep"  # a chat template's own system turn: keep or drop (backends that render prompts)
+    extra: dict[str, Any] = field(default_factory=dict)  # openai: extra fields of every request body
 
 
 # name -> module holding `create(options) -> Backend`; modules are imported only when used

@@ -12,6 +12,7 @@ from itertools import groupby
 from distill.backends import BackendOptions, Completion, Request, think_prefill
 from distill.errors import DistillError
 from distill.model_source import local_model, remote_code_error
+from distill.rendering import PromptRenderer
 
 
 class TransformersBackend:
@@ -52,6 +53,7 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.eos_ids = self._eos_ids()
+        self.render = PromptRenderer(self.tokenizer, options.default_system)  # says so if the template adds a system turn
 
     def _eos_ids(self) -> set[int]:
         eos = self.lm.generation_config.eos_token_id
@@ -67,7 +69,7 @@ class TransformersBackend:
         batch: list[tuple[Request, str]] = []
         for key, group in groupby(requests, key=params):
             for request in group:
-                text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+                text = self.render(request.messages)
                 batch.append((request, text))
                 if len(batch) == self.batch_size:
                     yield from self._run(batch, *key)
@@ -105,6 +107,10 @@ class TransformersBackend:
                 completion_tokens=n,
                 model=self.model_id,
             )
+
+    @property
+    def prompt_format(self) -> dict:
+        return self.render.record()
 
     def close(self) -> None:
         self.lm = None

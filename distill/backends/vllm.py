@@ -20,6 +20,7 @@ from itertools import islice
 from distill.backends import BackendOptions, Completion, Request, normalize_finish_reason, think_prefill
 from distill.errors import DistillError
 from distill.model_source import local_model
+from distill.rendering import renderer_for
 from distill.vllm_engine import engine_error, engine_kwargs, require_vllm
 
 DEFAULT_CHUNK = 2048
@@ -66,7 +67,8 @@ class VLLMBackend:
             self._engine = self._make_engine()
         it = iter(requests)
         while chunk := list(islice(it, self.chunk)):
-            yield from run_chunk(self._engine, chunk, self.model)
+            yield from run_chunk(self._engine, chunk, self.model, self.options.default_system)
+            self.prompt_format = renderer_for(self._engine.get_tokenizer(), self.options.default_system).record()
 
     def _generate_replicas(self, requests: Iterable[Request]) -> Iterator[Completion]:
         """Data parallelism on one node: one engine process per GPU slice, fed chunk by chunk."""
@@ -109,11 +111,12 @@ class VLLMBackend:
         self._engine = None
 
 
-def run_chunk(engine, chunk: list[Request], model: str) -> list[Completion]:
+def run_chunk(engine, chunk: list[Request], model: str, default_system: str = "keep") -> list[Completion]:
     from vllm import SamplingParams
 
     tokenizer = engine.get_tokenizer()
-    texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in chunk]
+    render = renderer_for(tokenizer, default_system)
+    texts = [render(r.messages) for r in chunk]
     params = [
         SamplingParams(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed) for r in chunk
     ]
@@ -143,7 +146,7 @@ def _replica_main(options: BackendOptions, devices: str, inbox, outbox) -> None:
         single = BackendOptions(**{**options.__dict__, "data_parallel": 1})
         engine = VLLMBackend(single)._make_engine()
         while (chunk := inbox.get()) is not None:
-            outbox.put(run_chunk(engine, chunk, options.model))
+            outbox.put(run_chunk(engine, chunk, options.model, options.default_system))
     except Exception as err:  # noqa: BLE001 - reported to the parent as one line
         outbox.put(f"{type(err).__name__}: {err}")
 
