@@ -12,6 +12,7 @@ reasoning, the answer and the EOS that makes it stop. Anything the template adds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -119,8 +120,8 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the common prefix. For reasoning rows this is the whole prompt, "<think>\\n" included; for a
+def common_prefix(a: Sequence, b: Sequence) -> int:
+    """Length of the common prefix (of token ids, or of strings). For reasoning rows this is the whole prompt, "<think>\\n" included; for a
     non-reasoning row (no <think>) it stops after the assistant header."""
     n = 0
     for x, y in zip(a, b, strict=False):

@@ -271,6 +271,13 @@ def _vllm_class():
     from lm_eval.models.vllm_causallms import VLLM
 
     class ReasoningVLLM(_Progressing, VLLM):
+        def __init__(self, **kwargs: Any):
+            super().__init__(**kwargs)
+            # distill's progress line replaces vLLM's bar; with bars hidden (TQDM_DISABLE) vLLM 0.32 would
+            # divide by the disabled bar's zero elapsed time at the end of every generate call
+            generate = self.model.generate
+            self.model.generate = lambda *args, **kw: generate(*args, **{**kw, "use_tqdm": False})
+
         def _model_generate(self, requests, generate=False, sampling_params=None):
             outputs = super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
             if generate:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from distill.chat import common_prefix
 from distill.log import get_logger
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -52,7 +53,7 @@ def default_system(tokenizer: Any) -> DefaultSystem | None:
         return None
     if PROBE_SYSTEM not in given:
         return None  # the template drops system messages: nothing of ours or its own goes there
-    head = _common_prefix(bare, given)
+    head = common_prefix(bare, given)
     tail = _common_suffix(bare, given, max(0, min(len(bare), len(given)) - head))
     content = bare[head:len(bare) - tail]
     if not content.strip():
@@ -89,15 +90,6 @@ def _special_strings(tokenizer: Any) -> list[str]:
 
 def _splits_token(text: str, at: int, tokens: list[str]) -> bool:
     return any(text.startswith(t, i) for t in tokens for i in range(max(0, at - len(t) + 1), at))
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _common_suffix(a: str, b: str, limit: int) -> int:

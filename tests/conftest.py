@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,63 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def one_line_error(res) -> str:
+    """The CLI's answer to bad input: exit status 2, no traceback, the last line `error: ...` (a library such as
+    vLLM may log a line of its own at import, before it)."""
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), res.stderr[-2000:]
+    return last
+
+
+def finished_ids(out: Path) -> set[str]:
+    """Ids a generate OUT holds: committed shards plus the complete lines of its crash journal."""
+    import json
+
+    from distill.io import read_shards
+
+    shards = read_shards(out / "traces", columns=["id"])
+    ids = set(shards.column("id").to_pylist()) if shards.num_rows else set()
+    journal = out / "traces" / ".traces.journal.jsonl"
+    if journal.exists():
+        ids |= {json.loads(line)["id"] for line in journal.read_text().splitlines(keepends=True) if line.endswith("\n")}
+    return ids
+
+
+@contextmanager
+def vllm_serve(model: Path, log: Path, *args: str, timeout: float = 400):
+    """`vllm serve MODEL` on a free loopback port (fp32, eager, chunked prefill off: what vLLM's CPU build needs
+    for seeded requests); yields the base URL, and stops the server and its engine process after."""
+    import signal
+    import time
+    import urllib.request
+
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "vllm")
+    with log.open("w") as sink:
+        proc = subprocess.Popen([exe, "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--dtype",
+                                 "float32", "--enforce-eager", "--no-enable-chunked-prefill", *args],
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=5)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"vllm serve did not start: {log.read_text()[-3000:]}")
+    try:
+        yield url + "/v1"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

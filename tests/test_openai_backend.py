@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import REPO, TEACHER_REPLY, free_port, run_cli
+from conftest import REPO, TEACHER_REPLY, finished_ids, free_port, run_cli
 
 from distill.backends import join_completion
 from distill.backends.openai import normalize_base_url
@@ -186,15 +186,6 @@ def test_sigkill_mid_run_then_resume_gives_every_id_exactly_once(tmp_path, stub_
     assert len(ids) == len(set(ids)) == 120
     assert finished <= set(ids)  # nothing finished was lost
     assert read_manifest(out)["status"] == "complete"
-
-
-def finished_ids(out):
-    shards = read_shards(out / "traces", columns=["id"])
-    ids = set(shards.column("id").to_pylist()) if shards.num_rows else set()
-    journal = out / "traces" / ".traces.journal.jsonl"
-    if journal.exists():
-        ids |= {json.loads(line)["id"] for line in journal.read_text().splitlines(keepends=True) if line.endswith("\n")}
-    return ids
 
 
 def rows_on_disk(out):

@@ -8,29 +8,16 @@ none of these).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, free_port, run_cli
+from conftest import SHARED_DATA, one_line_error, run_cli, vllm_serve
 
 from distill.io import read_shards
 
 GSM8K = SHARED_DATA / "gsm8k_train_sample.jsonl"
 REAL_TRACES = SHARED_DATA / "real_traces" / "skythought_math_traces.jsonl"
-
-
-def one_line_error(res) -> str:
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert "Traceback" not in res.stderr, res.stderr[-2000:]
-    last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), res.stderr[-2000:]
-    return last
 
 
 def gsm8k_prompts(path: Path, n: int) -> Path:
@@ -162,9 +149,10 @@ def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable
     res = run_cli("sft", "recipes/smollm2_135m.yaml", "--set", f"model.name={smollm2_gguf}", "--set",
                   f"datasets.0.path={data}", "--output-dir", out, "--set", "sft.max_length=1024", "--set",
                   "sft.gradient_accumulation_steps=1", "--set", "sft.max_steps=6", "--set", "sft.learning_rate=1e-3",
-                  "--set", "sft.save_steps=100", timeout=1200)
+                  "--set", "sft.save_steps=6", timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
-    history = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    history = [h["loss"] for h in state["log_history"] if "loss" in h]
     assert len(history) == 6 and min(history[-2:]) < history[0]
 
     model = AutoModelForCausalLM.from_pretrained(out)  # LoRA merged into plain weights
@@ -174,7 +162,7 @@ def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable
     assert saved.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) == \
         "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n<think>\n"  # what eval renders
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["model"]["name"] == str(smollm2_gguf)
+    assert manifest["status"] == "complete" and str(smollm2_gguf) in json.dumps(manifest["config"])
 
 
 # ---------------------------------------------------------------- backends agree on a real model
@@ -182,34 +170,11 @@ def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable
 
 @pytest.fixture(scope="module")
 def smollm2_server(smollm2, tmp_path_factory):
-    """`vllm serve` of SmolLM2 on a free loopback port."""
+    """`vllm serve` of SmolLM2, with vLLM's own sampling defaults rather than the model's generation config."""
     pytest.importorskip("vllm")
-    port = free_port()
     log = tmp_path_factory.mktemp("smollm2_serve") / "serve.log"
-    exe = os.path.join(os.path.dirname(sys.executable), "vllm")
-    with log.open("w") as sink:
-        proc = subprocess.Popen([exe, "serve", str(smollm2), "--host", "127.0.0.1", "--port", str(port),
-                                 "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
-                                 "--no-enable-chunked-prefill", "--generation-config", "vllm"],
-                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 400
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=5)
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"vllm serve did not start: {log.read_text()[-3000:]}")
-    yield url + "/v1"
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    with vllm_serve(smollm2, log, "--max-model-len", "2048", "--generation-config", "vllm") as url:
+        yield url
 
 
 def first_difference(tok, a: str, b: str) -> str:

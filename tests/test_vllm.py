@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import REPO, TEACHER_REPLY, free_port, run_cli
+from conftest import REPO, TEACHER_REPLY, finished_ids, one_line_error, run_cli, vllm_serve
 
 from distill.io import read_manifest, read_shards, shard_paths
 
@@ -30,25 +30,6 @@ def write_prompts(path, n):
     path.write_text("".join(json.dumps({"id": f"q{i:03d}", "problem": f"What is {i} + 2?", "answer": str(i + 2)})
                             + "\n" for i in range(n)))
     return path
-
-
-def one_line_error(res) -> str:
-    """The CLI's answer to bad input: exit status 2, no traceback, the last line `error: ...` (vLLM's import may
-    log a line of its own before it)."""
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert "Traceback" not in res.stderr, res.stderr[-2000:]
-    last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), res.stderr[-2000:]
-    return last
-
-
-def finished_ids(out) -> set[str]:
-    shards = read_shards(out / "traces", columns=["id"])
-    ids = set(shards.column("id").to_pylist()) if shards.num_rows else set()
-    journal = out / "traces" / ".traces.journal.jsonl"
-    if journal.exists():
-        ids |= {json.loads(line)["id"] for line in journal.read_text().splitlines(keepends=True) if line.endswith("\n")}
-    return ids
 
 
 # ---------------------------------------------------------------- distill generate --backend vllm
@@ -167,7 +148,8 @@ def test_plain_lm_eval_runs_the_task_folders_on_vllm(tmp_path, parrot_model, sha
     res = subprocess.run([exe, "--model", "vllm", "--model_args", args, "--include_path", "eval", "--tasks",
                           "distill_math500", "--apply_chat_template", "--limit", "3", "--metadata", metadata,
                           "--output_path", str(tmp_path / "lm_eval"), "--log_samples"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+                         cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"})  # as a user runs it
     assert res.returncode == 0, res.stderr[-3000:]
     found = list((tmp_path / "lm_eval").rglob("samples_distill_math500_*.jsonl"))
     assert found, res.stdout[-2000:]
@@ -180,40 +162,12 @@ def test_plain_lm_eval_runs_the_task_folders_on_vllm(tmp_path, parrot_model, sha
 # ---------------------------------------------------------------- vllm serve behind --backend openai
 
 
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
 @pytest.fixture(scope="module")
 def vllm_server(parrot_model, tmp_path_factory):
-    """`vllm serve` of the parrot model with the R1 reasoning parser, on a free loopback port."""
-    port = free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "vllm")
+    """`vllm serve` of the parrot model with the R1 reasoning parser."""
     log = tmp_path_factory.mktemp("vllm_serve") / "serve.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    with log.open("w") as sink:
-        proc = subprocess.Popen([exe, "serve", str(parrot_model), "--host", "127.0.0.1", "--port", str(port),
-                                 "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager",
-                                 "--reasoning-parser", "deepseek_r1", "--no-enable-chunked-prefill"],
-                                stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 400
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=5)
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"vllm serve did not start: {log.read_text()[-3000:]}")
-    yield url + "/v1"
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    with vllm_serve(parrot_model, log, "--max-model-len", "1024", "--reasoning-parser", "deepseek_r1") as url:
+        yield url
 
 
 def test_generate_through_vllm_serve_reassembles_the_reasoning_it_returned(tmp_path, parrot_model, vllm_server):
