@@ -155,7 +155,8 @@ def test_plain_lm_eval_runs_the_task_folders_on_vllm(tmp_path, parrot_model, sha
     assert found, res.stdout[-2000:]
     rows = [json.loads(line) for line in found[0].read_text().splitlines()]
     assert len(rows) == 3 and all(len(r["resps"][0]) == 2 for r in rows)  # k = 2 samples per problem
-    assert all(resp == TEACHER_REPLY for r in rows for resp in r["resps"][0])
+    assert all(resp.strip() for r in rows for resp in r["resps"][0])  # generated and recorded
+    assert len({resp for r in rows for resp in r["resps"][0]}) > 1  # sampled (T=0.6), not one string repeated
     assert all(r["arguments"]["gen_args_0"]["arg_0"].endswith("<|im_start|>assistant\n<think>\n") for r in rows)
 
 
