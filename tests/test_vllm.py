@@ -132,7 +132,9 @@ def test_eval_vllm_end_to_end_and_the_hf_backend_agrees_greedily(tmp_path, vllm_
     for name in ("vllm", "hf"):
         rows = [json.loads(line) for line in (tmp_path / name / "samples" / "math500.jsonl").read_text().splitlines()]
         assert len(rows) == 20 and all(1 <= r["tokens"] <= 24 for r in rows)
-        samples[name] = {r["id"]: r["response"] for r in rows}
+        # a random model emits byte tokens: where its last token ends inside a UTF-8 character, transformers decodes
+        # the partial bytes to U+FFFD and vLLM's incremental detokenizer holds them back; the tokens are the same
+        samples[name] = {r["id"]: r["response"].rstrip("\ufffd") for r in rows}
     assert len(set(samples["vllm"].values())) > 10  # diverse: agreement below is not one string matched 20 times
     same = [i for i in samples["vllm"] if samples["vllm"][i] == samples["hf"][i]]
     assert len(same) >= 19, [(samples["vllm"][i], samples["hf"][i]) for i in samples["vllm"] if i not in same][:3]
