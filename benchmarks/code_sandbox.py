@@ -34,23 +34,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 TEST_TIMEOUT = 2.0
-MUTATE = """
-_original = {e}
-def {e}(*args, **kwargs):
-    out = _original(*args, **kwargs)
-    if isinstance(out, bool):
-        return not out
-    if isinstance(out, (int, float)):
-        return out + 1
-    if isinstance(out, str):
-        return out + "x"
-    if isinstance(out, (list, tuple)):
-        return type(out)(list(out) + [None])
-    return 0 if out is None else None
-"""
+from test_sandbox import MUTATE  # noqa: E402 - the tests' mutation: each solution wrapped to answer wrong
+
 # stdin/stdout problems: (statement, solution template with {delta}, case generator)
 STDIO = [
     ("sum of a list", "n = int(input())\nxs = list(map(int, input().split()))\nprint(sum(xs) + {delta})\n",
