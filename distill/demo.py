@@ -86,7 +86,7 @@ def demo(cfg: DemoConfig) -> Path:
     out = prepare_out(cfg)
     started, clock = now(), StageClock(out)
     # ---------------------------------------------------------------- data: prompts, traces, SFT sets
-    with clock.stage("prompts"):
+    with clock.stage("prompts", done=prompts_written(out / "prompts")):
         prompts = write_prompts(out / "prompts", cfg)
     with clock.stage("generate", out / "generate"):
         traces = run_generate(out, cfg, prompts)
@@ -145,10 +145,11 @@ class StageClock:
         self.seconds: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     @contextmanager
-    def stage(self, name: str, directory: Path | None = None):
+    def stage(self, name: str, directory: Path | None = None, done: bool = False):
+        """`directory`: the stage's output, complete when its manifest says so; `done`: for a step without one."""
         from distill.io import is_complete
 
-        done = directory is not None and is_complete(directory)
+        done = done or (directory is not None and is_complete(directory))
         if done and name in self.seconds:
             yield
             return
@@ -160,16 +161,26 @@ class StageClock:
             self.path.write_text(json.dumps(self.seconds, indent=1) + "\n")
 
 
+PROMPT_FILES = ("train.jsonl", "arithmetic_test.jsonl")
+
+
+def prompts_written(directory: Path) -> bool:
+    """The prompts are a pure function of the demo's settings (which prepare_out holds fixed for OUT), and each
+    file is renamed into place whole, so their presence means a resumed demo regenerates the same bytes."""
+    return all((directory / name).is_file() for name in PROMPT_FILES)
+
+
 def write_prompts(directory: Path, cfg: DemoConfig) -> Path:
     """Train prompts and held-out test problems, drawn from disjoint halves of the problem space."""
     from distill.tasks.arithmetic import SumTask
 
     task, size = SumTask(cfg.terms, cfg.digits), cfg.size
     directory.mkdir(parents=True, exist_ok=True)
-    for name, split, n in (("train.jsonl", "train", size.train_problems),
-                           ("arithmetic_test.jsonl", "test", size.test_problems)):
+    for name, split, n in zip(PROMPT_FILES, ("train", "test"), (size.train_problems, size.test_problems), strict=True):
         rows = task.prompts(split, n, cfg.seed)
-        (directory / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        partial = directory / f".{name}.partial"
+        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        partial.replace(directory / name)
     return directory
 
 

@@ -150,7 +150,7 @@ def _open_vllm(spec: ModelSpec):
         user.setdefault("gpu_memory_utilization", spec.gpu_memory_utilization)
     # vLLM would otherwise take the model's generation_config.json (top_k, repetition_penalty, ...) as sampling
     # defaults, which the R1 protocol does not have; the hf backend clears them the same way.
-    kwargs = engine_kwargs({"generation_config": "vllm"}, user)
+    kwargs = engine_kwargs({"generation_config": "vllm"}, user, world_size=spec.tensor_parallel)
     if not is_cpu_build():
         kwargs.setdefault("gpu_memory_utilization", 0.9)
     try:

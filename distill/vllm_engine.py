@@ -84,11 +84,27 @@ def check_engine_args(user: dict[str, Any]) -> None:
                                "fields (those of `vllm serve --help`, with _ for -)")
 
 
-def engine_kwargs(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
-    """`base` (what distill's options decide) + the CPU build's defaults + the user's `vllm.*` keys (they win)."""
+def engine_kwargs(base: dict[str, Any], user: dict[str, Any], world_size: int = 1) -> dict[str, Any]:
+    """`base` (what distill's options decide) + the CPU build's defaults + the user's `vllm.*` keys (they win).
+    `world_size`: processes one replica spans (tensor x pipeline parallel)."""
     check_engine_args(user)
-    defaults = cpu_defaults(user) if is_cpu_build() else {}
+    defaults = {}
+    if is_cpu_build():
+        defaults = cpu_defaults(user)
+        cpu_engine_in_process(world_size)
     return {**base, **defaults, **user}
+
+
+def cpu_engine_in_process(world_size: int) -> None:
+    """On the CPU build, one replica on one process runs its engine in this process. vLLM's CPU platform otherwise
+    starts an engine-core process and a worker process, each importing vLLM and torch again: ~30 s of a 40 s start
+    on two cores, for no parallelism (the worker uses the cores this process would). Set
+    VLLM_ENABLE_V1_MULTIPROCESSING=1 to keep vLLM's layout. Read by vLLM when the engine is built, not on import."""
+    if world_size > 1 or "VLLM_ENABLE_V1_MULTIPROCESSING" in os.environ:
+        return
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    say_once("vllm-cpu-process", "vLLM CPU build: the engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0; "
+                                 "set it to 1 for vLLM's engine-core and worker processes)")
 
 
 def cpu_defaults(user: dict[str, Any]) -> dict[str, Any]:

@@ -35,24 +35,39 @@ def write_prompts(path, n):
 # ---------------------------------------------------------------- distill generate --backend vllm
 
 
-def test_generate_writes_n_times_k_rows_and_a_killed_run_resumes_with_every_id_once(tmp_path, parrot_model):
+def test_generate_writes_n_times_k_rows_and_a_stopped_then_killed_run_resumes_with_every_id_once(tmp_path,
+                                                                                                parrot_model):
     prompts = write_prompts(tmp_path / "p.jsonl", 150)
     out = tmp_path / "gen"
     # the 671B teacher's serving hint (8 x H100, 2 nodes) must not be applied to the small model given with --model
     cmd = [sys.executable, "-m", "distill", "generate", "--teacher", "deepseek-r1", "--backend", "vllm", "--model",
            str(parrot_model), "--prompts", str(prompts), "--out", str(out), "-k", "2", "--max-tokens", "48",
            "--dtype", "float32", "--batch-size", "10", "--set", "shard_rows=40", *ENGINE]
-    # own session: the kill takes vLLM's engine process with it, as a node failure would
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not finished_ids(out) and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+
+    def start_and_signal(signum, after_rows):
+        # own session, signalled as a group: as Slurm signals a job step, taking any vLLM process with it
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and len(finished_ids(out)) <= after_rows and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signum)
+        stderr = proc.communicate(timeout=120)[1]
+        return proc.returncode, stderr
+
+    # preemption: SIGTERM stops sending, the requests in the engine finish and everything is committed
+    status, stderr = start_and_signal(signal.SIGTERM, 0)
+    assert status == 143, stderr[-2000:]
+    assert read_manifest(out)["status"] == "interrupted"
+    assert not (out / "traces" / ".traces.journal.jsonl").exists()
+    stopped = read_shards(out / "traces").column("id").to_pylist()
+    assert 0 < len(stopped) < 300 and len(set(stopped)) == len(stopped)
+
+    # a node failure: SIGKILL mid-run, with rows only in the journal
+    status, stderr = start_and_signal(signal.SIGKILL, len(stopped))
+    assert status == -signal.SIGKILL, stderr[-2000:]
     finished = finished_ids(out)
-    assert 0 < len(finished) < 300  # really killed mid-run
+    assert set(stopped) < finished and len(finished) < 300  # really killed mid-run, after more rows
 
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -67,9 +82,54 @@ def test_generate_writes_n_times_k_rows_and_a_killed_run_resumes_with_every_id_o
     assert {r["model"] for r in rows} == {str(parrot_model)} and {r["teacher"] for r in rows} == {"deepseek-r1"}
     manifest = read_manifest(out)
     assert manifest["status"] == "complete" and manifest["counts"]["this_run"]["backend"] == "vllm"
-    assert "chunked prefill off" in res.stderr  # the CPU defaults are said once
+    assert "chunked prefill off" in res.stderr and "runs in this process" in res.stderr  # CPU defaults, said once
     for shard in shard_paths(out / "traces"):
         assert shard.stat().st_size > 0
+
+
+# Drives distill's streaming loop on a real engine, in its own process (an engine in pytest's process would keep
+# its threads and set torch's thread count for every later test).
+STREAM = r"""
+import json, sys
+from distill.backends import Request
+from distill.backends.vllm import stream
+from distill.vllm_engine import engine_kwargs, require_vllm
+
+require_vllm()
+from vllm import LLM
+
+llm = LLM(**engine_kwargs({"model": sys.argv[1], "dtype": "float32", "seed": 0, "max_model_len": 256},
+                          {"enforce_eager": True}))
+drawn = []
+
+def requests():  # even ids may run to the parrot's whole reply, odd ones stop after 3 tokens
+    for i in range(12):
+        drawn.append(i)
+        yield Request(f"r{i}", [{"role": "user", "content": f"What is {i} + 2?"}], 3 if i % 2 else 200, 0.6, 0.95, i)
+
+events, it = [], stream(llm, requests(), 4, "parrot")
+for done in it:
+    events.append({"id": done.id, "tokens": done.completion_tokens, "drawn": len(drawn)})
+    if len(events) == 5:
+        break
+it.close()
+print(json.dumps({"events": events, "left_in_engine": llm.llm_engine.get_num_unfinished_requests()}))
+"""
+
+
+def test_the_engine_is_fed_as_it_drains_and_each_completion_comes_back_when_it_finishes(parrot_model):
+    res = subprocess.run([sys.executable, "-c", STREAM, str(parrot_model)], cwd=REPO, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    events = result["events"]
+    # the short requests come back while the long ones they were sent with are still generating
+    assert [e["id"] for e in events[:2]] == ["r1", "r3"] and events[0]["tokens"] == 3
+    # requests are drawn only when the engine has room: never more than 4 ahead of what came back
+    assert events[0]["drawn"] == 4
+    assert all(e["drawn"] <= 4 + n for n, e in enumerate(events))
+    # closing the stream (a stop request, or the grace spent) aborts what is still in the engine
+    assert result["left_in_engine"] == 0
 
 
 def test_engine_arguments_are_checked_against_vllm_and_hints_against_the_machine(tmp_path, parrot_model):

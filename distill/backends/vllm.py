@@ -7,12 +7,15 @@
 - `--data-parallel N` runs N engine replicas on disjoint GPU sets of this node, each in its own process.
   Across nodes, run `vllm serve` on each node and point `--backend openai` at all of them (client-side load
   balancing), which also survives the loss of a node.
-- Requests go to the engine in chunks (`--batch-size`, default 2048): vLLM batches continuously inside a
-  chunk, and every finished chunk is journaled, so a crash loses at most one chunk per replica.
+- Requests stream through the engine: up to `--batch-size` (default 2048) are in it at once, vLLM batches them
+  continuously, and each is journaled the step it finishes, when the next request takes its place. A crash loses
+  only the requests in flight, and after SIGTERM nothing new is sent while those in flight finish. With
+  `--data-parallel`, each replica takes chunks of `--batch-size` and returns a chunk when it is done.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -53,7 +56,8 @@ class VLLMBackend:
             base["max_model_len"] = self.options.max_model_len
         if self.options.pipeline_parallel > 1:
             base["distributed_executor_backend"] = "ray"
-        kwargs = engine_kwargs(base, self.options.engine_args)
+        kwargs = engine_kwargs(base, self.options.engine_args,
+                               world_size=self.options.tensor_parallel * self.options.pipeline_parallel)
         try:
             return LLM(**kwargs)
         except Exception as err:  # vLLM raises ValueError, pydantic errors and RuntimeErrors alike
@@ -65,10 +69,8 @@ class VLLMBackend:
             return
         if self._engine is None:
             self._engine = self._make_engine()
-        it = iter(requests)
-        while chunk := list(islice(it, self.chunk)):
-            yield from run_chunk(self._engine, chunk, self.model, self.options.default_system)
-            self.prompt_format = renderer_for(self._engine.get_tokenizer(), self.options.default_system).record()
+        self.prompt_format = renderer_for(self._engine.get_tokenizer(), self.options.default_system).record()
+        yield from stream(self._engine, requests, self.chunk, self.model, self.options.default_system)
 
     def _generate_replicas(self, requests: Iterable[Request]) -> Iterator[Completion]:
         """Data parallelism on one node: one engine process per GPU slice, fed chunk by chunk."""
@@ -111,42 +113,70 @@ class VLLMBackend:
         self._engine = None
 
 
-def run_chunk(engine, chunk: list[Request], model: str, default_system: str = "keep") -> list[Completion]:
-    from vllm import SamplingParams
+_request_ids = itertools.count()  # vLLM's ids must be unique within an engine, across calls
 
-    tokenizer = engine.get_tokenizer()
+
+def stream(llm, requests: Iterable[Request], window: int, model: str, default_system: str = "keep",
+           ) -> Iterator[Completion]:
+    """Each request's completion as it finishes, with at most `window` requests in the engine: the loop of
+    vLLM's LLM.generate (add requests, step the engine, collect the finished), fed as it drains instead of all at
+    once. Requests are drawn from `requests` only when there is room, so a caller that stops yielding them (a
+    stop request) sends nothing more; those still in the engine when the caller closes this are aborted."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    engine, tokenizer = llm.llm_engine, llm.get_tokenizer()
     render = renderer_for(tokenizer, default_system)
-    texts = [render(r.messages) for r in chunk]
-    params = [
-        SamplingParams(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed) for r in chunk
-    ]
-    # The chat template already wrote the BOS token: encode without adding another (a doubled BOS measurably
-    # changes R1's outputs).
-    prompts = [{"prompt_token_ids": tokenizer.encode(t, add_special_tokens=False)} for t in texts]
-    outputs = engine.generate(prompts, params, use_tqdm=False)
-    done = []
-    for request, text, out in zip(chunk, texts, outputs, strict=True):
-        sample = out.outputs[0]
-        done.append(
-            Completion(
-                id=request.id,
-                text=think_prefill(text) + sample.text,
-                finish_reason=normalize_finish_reason(sample.finish_reason),
-                prompt_tokens=len(out.prompt_token_ids or []),
-                completion_tokens=len(sample.token_ids),
-                model=model,
-            )
-        )
-    return done
+    pending: dict[str, tuple[Request, str]] = {}
+    todo = iter(requests)
+    try:
+        while True:
+            for request in islice(todo, max(window - len(pending), 0)):
+                text = render(request.messages)
+                params = SamplingParams(temperature=request.temperature, top_p=request.top_p,
+                                        max_tokens=request.max_tokens, seed=request.seed,
+                                        output_kind=RequestOutputKind.FINAL_ONLY)
+                # The chat template already wrote the BOS token: encode without adding another (a doubled BOS
+                # measurably changes R1's outputs).
+                key = str(next(_request_ids))
+                engine.add_request(key, {"prompt_token_ids": tokenizer.encode(text, add_special_tokens=False)},
+                                   params)
+                pending[key] = (request, text)
+            if not pending:
+                return
+            for out in engine.step():
+                if out.finished:
+                    request, text = pending.pop(out.request_id)
+                    yield completion(request, text, out, model)
+    finally:
+        if pending:
+            engine.abort_request(list(pending))
+
+
+def completion(request: Request, text: str, out, model: str) -> Completion:
+    sample = out.outputs[0]
+    return Completion(
+        id=request.id,
+        text=think_prefill(text) + sample.text,
+        finish_reason=normalize_finish_reason(sample.finish_reason),
+        prompt_tokens=len(out.prompt_token_ids or []),
+        completion_tokens=len(sample.token_ids),
+        model=model,
+    )
 
 
 def _replica_main(options: BackendOptions, devices: str, inbox, outbox) -> None:
+    import signal
+
+    # Slurm and Kubernetes signal the whole process group: the parent decides when to stop (it stops sending
+    # chunks), and a replica that died of the signal would take its finished chunk with it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ["CUDA_VISIBLE_DEVICES"] = devices
     try:
         single = BackendOptions(**{**options.__dict__, "data_parallel": 1})
         engine = VLLMBackend(single)._make_engine()
         while (chunk := inbox.get()) is not None:
-            outbox.put(run_chunk(engine, chunk, options.model, options.default_system))
+            outbox.put(list(stream(engine, chunk, len(chunk), options.model, options.default_system)))
     except Exception as err:  # noqa: BLE001 - reported to the parent as one line
         outbox.put(f"{type(err).__name__}: {err}")
 
