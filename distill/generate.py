@@ -69,7 +69,8 @@ class GenerateConfig:
     data_parallel: int = option(1, help="vLLM engine replicas on this node, on disjoint GPUs.")
     max_model_len: int | None = option(None, help="vLLM context length; default: the teacher's hint for its own "
                                        "model, else the model's own limit.")
-    batch_size: int | None = option(None, help="Requests handed to a local engine at once (transformers: 8, vllm: 2048).")
+    batch_size: int | None = option(None, help="Requests in a local engine at once (transformers: 8 per batch; "
+                                    "vllm: 2048 in flight, refilled as they finish).")
     dtype: str = option("auto", help="Weights dtype for local backends (auto, bfloat16, float16, float32).")
     gpu_type: str | None = option(None, help="GPU type the teacher's serving hints are read for (h100, h200, ...); "
                                   "default: detected.")

@@ -191,6 +191,11 @@ def sft(recipe: SFTRecipe) -> Path:
         tokenizer, eos_id = load_tokenizer(recipe.model)
         data = load_data(recipe, tokenizer, eos_id, args, out)
         # ------------------------------------------------------------ model and training
+        # Trainer seeds itself only once the model exists: a student from config would get unseeded random
+        # weights, and the same recipe a different student on every run.
+        from transformers import set_seed
+
+        set_seed(config.seed)
         model = load_model(recipe.model, args, tokenizer, eos_id)
         trainer = build_trainer(recipe, config, model, tokenizer, data.train, data.eval)
         stopper = SaveAndStopOnSignal(stop)  # SIGTERM: checkpoint at the current step, then stop

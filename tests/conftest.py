@@ -50,6 +50,16 @@ def build_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
     return path
 
 
+# The files that take minutes, longest first. They run first, so that under the README's `-n 2 --dist loadfile`
+# the other worker takes the many short files meanwhile, instead of one worker finishing a long file alone at the
+# end. Order inside a file is kept (some tests build on the one before).
+LONG_FILES = ("test_real_model.py", "test_vllm.py", "test_demo.py", "test_preempt.py", "test_sft.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model")

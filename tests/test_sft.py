@@ -162,6 +162,21 @@ def test_rerun_of_a_finished_run_does_nothing(trained):
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
+def test_the_same_recipe_trains_the_same_student_from_scratch(curate_dir, tmp_path):
+    """A student from config starts from weights drawn with the recipe's seed: the same recipe, the same bytes."""
+    def train(name, *overrides):
+        out = tmp_path / name
+        proc = run_cli("sft", TINY, "--set", f"datasets.0.path={curate_dir}", "--output-dir", out,
+                       "--set", "sft.max_steps=2", "--set", "sft.save_strategy=no", *overrides)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return (out / "model.safetensors").read_bytes()
+
+    first = train("a")
+    assert train("b") == first
+    assert train("c", "--set", "sft.seed=1") != first
+
+
 # ---------------------------------------------------------------- what training changes
 
 
