@@ -121,8 +121,8 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
 
 def common_prefix(a: Sequence, b: Sequence) -> int:
-    """Length of the common prefix (of token ids, or of strings). For reasoning rows this is the whole prompt, "<think>\\n" included; for a
-    non-reasoning row (no <think>) it stops after the assistant header."""
+    """Length of the common prefix (of token ids, or of strings). For reasoning rows this is the whole prompt,
+    "<think>\\n" included; for a non-reasoning row (no <think>) it stops after the assistant header."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:

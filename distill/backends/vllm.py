@@ -15,10 +15,9 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import count, islice
 
 from distill.backends import BackendOptions, Completion, Request, normalize_finish_reason, think_prefill
 from distill.errors import DistillError
@@ -113,7 +112,7 @@ class VLLMBackend:
         self._engine = None
 
 
-_request_ids = itertools.count()  # vLLM's ids must be unique within an engine, across calls
+_request_ids = count()  # vLLM's ids must be unique within an engine, across calls
 
 
 def stream(llm, requests: Iterable[Request], window: int, model: str, default_system: str = "keep",
@@ -131,7 +130,7 @@ def stream(llm, requests: Iterable[Request], window: int, model: str, default_sy
     todo = iter(requests)
     try:
         while True:
-            for request in islice(todo, max(window - len(pending), 0)):
+            for request in islice(todo, window - len(pending)):
                 text = render(request.messages)
                 params = SamplingParams(temperature=request.temperature, top_p=request.top_p,
                                         max_tokens=request.max_tokens, seed=request.seed,
