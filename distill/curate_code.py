@@ -50,6 +50,8 @@ def prefetch(cands: Sequence[Candidate], limits: Limits, workers: int) -> None:
                 continue
             todo.append(cand)
             items.append((cand.code, tests, cand.problem))
+    if not items:  # a unit without programs to run (math rows only) never touches the sandbox
+        return
     for cand, result in zip(todo, grade_programs(items, limits, workers), strict=True):
         if result.status == "sandbox_error":
             raise DistillError(f"the sandbox failed on {cand.id} ({result.detail}); nothing is dropped for a "

@@ -150,12 +150,23 @@ def markdown(results: dict[str, Any]) -> str:
     )
 
 
+def readable(response: str, width: int, one_line: bool = True) -> str:
+    """A response cut to `width` (on one line for the terminal). An untrained student writes noise: its byte-level tokens decode to
+    lone UTF-8 bytes (U+FFFD) and control characters, which would garble a terminal; such text is shown as a few
+    escaped characters, marked as noise."""
+    text = " ".join(response.split()) if one_line else response.strip()
+    unreadable = sum(1 for c in text if c == "\ufffd" or not (c.isprintable() or c in "\n\t"))
+    if text and unreadable > 0.1 * len(text):
+        return f"(noise) {text[:12].encode('unicode_escape').decode('ascii')}..."
+    return f"{text[:width]}{'...' if len(text) > width else ''}"
+
+
 def markdown_example(ex: dict[str, Any]) -> str:
     parts = [f"\n## One held-out problem\n\n{ex['problem']} (answer {ex['reference']}); the start of the chat "
              "template's answer, `<think>\\n`, is given to every student.\n"]
     for name, r in ex["responses"].items():
         verdict = "correct" if r["correct"] else f"wrong ({'answered ' + r['answer'] if r['answer'] else 'no answer'})"
-        parts.append(f"\n**{LABELS[name]}**, {verdict}:\n\n```\n{r['response'].strip()[:600]}\n```\n")
+        parts.append(f"\n**{LABELS[name]}**, {verdict}:\n\n```\n{readable(r['response'], 600, one_line=False)}\n```\n")
     return "".join(parts)
 
 
@@ -176,8 +187,7 @@ def print_table(results: dict[str, Any], out: Path) -> None:
     ex = results["example"]
     console.print(f"held-out problem: {ex['problem']} (answer {ex['reference']})", highlight=False)
     for name, r in ex["responses"].items():
-        text = " ".join(r["response"].split())
-        console.print(f"  {LABELS[name]}: {text[:110]}{'...' if len(text) > 110 else ''} "
-                      f"[{'correct' if r['correct'] else 'wrong'}]", markup=False, highlight=False)
+        console.print(f"  {LABELS[name]}: {readable(r['response'], 110)} [{'correct' if r['correct'] else 'wrong'}]",
+                      markup=False, highlight=False)
     console.print(f"wall time: {times_text(results)}")
     console.print(f"report: {out / 'report.png'}, {out / 'results.json'}")

@@ -128,7 +128,10 @@ def sandbox_info(python: str) -> dict[str, str]:
 
 def run_many(jobs: Sequence[Job], limits: Limits | None = None, workers: int | None = None,
              on_result: Callable[[Result], None] | None = None, python: str | None = None) -> list[Result]:
-    """Run every job, `workers` sandboxes at a time (default: one per core), in the order given."""
+    """Run every job, `workers` sandboxes at a time (default: one per core), in the order given. No jobs, no
+    sandbox needed: a math-only run must never require bubblewrap (the check comes after the empty case)."""
+    if not jobs:
+        return []
     exe = check_sandbox(python)
     limits = limits or Limits()
     workers = max(1, workers or os.cpu_count() or 1)

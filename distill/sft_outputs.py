@@ -135,9 +135,15 @@ def finish(out: Path, trainer: Any, data: Any) -> None:
     print_summary(f"sft -> {out}", {
         "examples": data.stats["examples"], "tokens": data.stats["tokens"],
         "dropped (too long)": data.stats["dropped_too_long"], "steps": s["steps"], "epochs": s["epochs"],
-        "loss first -> last": f"{s['first_loss']} -> {s['last_loss']}", "tokens/s": s["tokens_per_s"] or "-",
+        "loss first -> last": f"{_figure(s['first_loss'])} -> {_figure(s['last_loss'])}",
+        "tokens/s": f"{s['tokens_per_s']:,.0f}" if s["tokens_per_s"] else "-",
         "MFU": f"{s['mfu']:.1%}" if s["mfu"] else "- (no GPU)", "model": str(out),
     })
+
+
+def _figure(value: float | None) -> str:
+    """A loss for the summary: three significant figures (5.28, 0.0238), like the other stages' rounded figures."""
+    return "-" if value is None else f"{value:.3g}"
 
 
 def plot_training(history: list[dict[str, Any]], path: Path) -> None:
