@@ -232,17 +232,18 @@ def test_real_traces_verdicts_agree_with_the_source_labels(tmp_path, shared_data
     rows = [json.loads(line) for line in (shared_data / REAL).open()]
     chain = "filters=[truncated, bad_think_format, no_answer, wrong_answer, duplicate]"
     result = run_cli("curate", str(shared_data / REAL), "--out", str(tmp_path / "out"), "--eval-data-dir",
-                     str(shared_data), "--num-proc", "2", "--set", "unit_rows=200", "--set", chain)
+                     str(shared_data), "--num-proc", "2", "--set", "unit_rows=200", "--set", chain,
+                     # a test of verdicts, not of the time limit: no pair may run out of time on a loaded machine
+                     "--set", "wrong_answer.timeout=60")
     assert result.returncode == 0, result.stderr
     got = outcome(tmp_path / "out")
     finished = [r for r in rows if "<|end_of_thought|>" in r["completion"]]
     ours = {r["id"]: got[r["id"]] not in ("wrong_answer", "no_answer") for r in finished}
     disagree = [r for r in finished if ours[r["id"]] != r["label_correct"]]
-    assert len(finished) == 295 and len(disagree) <= 7, [r["id"] for r in disagree]
+    assert len(finished) == 295 and len(disagree) <= 6, [r["id"] for r in disagree]
     detail = {r["id"]: r["detail"] for r in pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()}
-    for r in disagree:  # a judge that ran out of time on a loaded machine says so: "(timeout)" / "(error)"
-        assert got[r["id"]] == "no_answer" or "pmatrix" in r["reference_answer"] or \
-            detail[r["id"]].endswith(("(timeout)", "(error)")), (r["id"], detail.get(r["id"]))
+    for r in disagree:  # each one of the two kinds the docstring names; a judge error or timeout is not excused
+        assert got[r["id"]] == "no_answer" or "pmatrix" in r["reference_answer"], (r["id"], detail.get(r["id"]))
     report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
     labels = report["source_labels"]
     assert sum(labels.values()) == 640 and labels["source correct, curate correct"] >= 282

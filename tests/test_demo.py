@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, env_without_command, run_cli
 from test_arithmetic import classify
 
 from distill.io import find_stage, manifest_sha256, read_parquet, read_shards
@@ -42,8 +42,10 @@ def quick_demo(tmp_path_factory):
     """The quick demo, killed (SIGKILL) once the first student has saved a checkpoint, then run again to the end:
     every test below looks at what a resumed demo leaves."""
     out = tmp_path_factory.mktemp("demo") / "runs"
+    # on a machine without bubblewrap, as most laptops and containers are: a math-only run must never need it
+    env = env_without_command("bwrap", tmp_path_factory.mktemp("path_without_bwrap"))
     first = subprocess.Popen([sys.executable, "-m", "distill", "demo", "--quick", "--out", str(out)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 600
     while first.poll() is None and time.monotonic() < deadline:
         if list((out / "sft_traces").glob("checkpoint-*/trainer_state.json")):
@@ -52,7 +54,7 @@ def quick_demo(tmp_path_factory):
             break
         time.sleep(0.3)
     assert first.wait() == -signal.SIGKILL, "the demo finished or failed before its first checkpoint"
-    result = run_cli("demo", "--quick", "--out", out, timeout=900)
+    result = run_cli("demo", "--quick", "--out", out, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     return out, result
 
@@ -71,11 +73,20 @@ def test_quick_demo_writes_every_artifact_and_prints_the_table(quick_demo):
     results = json.loads((out / "results.json").read_text())
     assert set(results["accuracy"]) == {"traces", "answers_only", "untrained"}
     assert results["training"]["traces"]["steps"] == results["training"]["answers_only"]["steps"]
-    assert all(seconds >= 0 for seconds in results["wall_time_s"].values())
+    # each stage's own time, recorded when it ran (to 0.1 s: writing the prompts may round to 0), and the total
+    times = results["wall_time_s"]
+    assert all(times[f"{stage}{name}"] > 0 for stage in ("sft_", "eval_") for name in ("traces", "answers_only"))
+    assert times["generate"] > 0 and times["curate"] > 0
+    assert abs(times["total"] - sum(v for k, v in times.items() if k != "total")) < 0.1 * len(times), times
     # what each student wrote for one held-out problem, beside the numbers
     example = results["example"]
     assert set(example["responses"]) == {"traces", "answers_only", "untrained"}
-    assert example["responses"]["traces"]["response"].startswith("running totals: ")
+    # the trace-trained student writes in its teacher's format: a rate over every held-out sample, not one draw
+    samples = [json.loads(line) for line in (out / "eval_traces" / "samples" / "arithmetic.jsonl").open()]
+    in_format = sum(r["response"].startswith("running totals: ") for r in samples)
+    assert in_format >= 0.8 * len(samples), (in_format, len(samples))
+    # the untrained student's noise is shown escaped, never as raw bytes in the terminal
+    assert "\ufffd" not in result.stdout
     assert "## One held-out problem" in (out / "report.md").read_text() and example["problem"] in result.stdout
 
 
@@ -127,13 +138,21 @@ def test_curate_dropped_each_flawed_trace_by_its_own_reason(quick_demo):
 
 
 @pytest.mark.slow
-def test_the_trace_trained_student_beats_the_untrained_one(quick_demo):
+def test_the_trace_trained_student_beats_the_untrained_one(quick_demo, tmp_path):
     out, _ = quick_demo
     accuracy = json.loads((out / "results.json").read_text())["accuracy"]
     assert accuracy["untrained"] == 0.0
     assert accuracy["traces"] > accuracy["untrained"] + 0.05
-    # already at the quick size (21% vs 8% on this machine), the same budget spent on traces beats answers alone
-    assert accuracy["traces"] > accuracy["answers_only"]
+    # already at the quick size the same budget spent on traces beats answers alone. Compared greedily on every
+    # held-out problem, so that the demo's own single sample at T=0.6 (sd ~4 points per figure) plays no part
+    greedy = {}
+    for name in ("traces", "answers_only"):
+        res = run_cli("eval", "--model", out / f"sft_{name}", "--tasks", "arithmetic", "--backend", "hf",
+                      "--samples", "1", "--temperature", "0", "--max-tokens", "80", "--dtype", "float32",
+                      "--data-dir", out / "prompts", "--out", tmp_path / name, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        greedy[name] = json.loads((tmp_path / name / "results.json").read_text())["tasks"]["arithmetic"]["pass@1"]
+    assert greedy["traces"] > greedy["answers_only"] + 0.05, greedy  # measured: 23% vs 4% greedy (22% vs 8% sampled)
     # held out: no test problem was a train prompt
     problems = lambda f: {json.loads(line)["problem"] for line in (out / "prompts" / f).open()}  # noqa: E731
     assert not problems("train.jsonl") & problems("arithmetic_test.jsonl")

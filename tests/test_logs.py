@@ -85,7 +85,9 @@ def test_every_stage_logs_plain_lines_to_a_file(tmp_path, parrot_model, tiny_mod
 
 def test_progress_reports_every_tenth_and_every_interval_but_not_each_item(monkeypatch):
     import logging
-    import time
+    import sys
+
+    log_module = sys.modules[Progress.__module__]
 
     class Lines(logging.Handler):
         def __init__(self):
@@ -106,10 +108,13 @@ def test_progress_reports_every_tenth_and_every_interval_but_not_each_item(monke
         tenths = [int(re.search(r"\((\d+)%\)", line)[1]) for line in handler.lines]
         assert tenths == list(range(10, 101, 10))  # each tenth once, the end not repeated
         handler.lines.clear()
+        # a clock the test moves (a real sleep lets a stall on a loaded machine add a line)
+        clock = [1000.0]
+        monkeypatch.setattr(log_module.time, "monotonic", lambda: clock[0])
         with Progress("slow", total=None, unit="items", interval=0.05) as bar:
             for _ in range(4):
                 bar.advance(1)
-                time.sleep(0.06)
+                clock[0] += 0.06
         assert [line.split()[1] for line in handler.lines] == ["2", "3", "4"]  # no total: a line per interval
     finally:
         logging.getLogger("distill").removeHandler(handler)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,18 @@ def parted(parrot_model, tmp_path_factory):
     return prompts, out, results
 
 
+@pytest.fixture(scope="module")
+def completed(parted, parrot_model, tmp_path_factory):
+    """A copy of `parted` whose killed part 1 was run again, alone (`parted` itself stays as the kill left it, so
+    no test depends on which ran first)."""
+    prompts, parted_out, _ = parted
+    out = tmp_path_factory.mktemp("completed") / "gen"
+    shutil.copytree(parted_out, out)
+    others = {p.name: p.stat().st_mtime_ns for i in (0, 2) for p in shard_paths(part_path(out, i) / "traces")}
+    res = run_cli(*[parrot_model if a == "MODEL" else a for a in hf_args(prompts, out, "--part", f"1/{N}")])
+    return prompts, out, res, others
+
+
 def test_the_other_parts_finish_and_the_whole_says_which_are_complete(parted):
     _, out, results = parted
     assert results[1][2] == -signal.SIGKILL
@@ -135,10 +148,8 @@ def test_changing_n_or_mixing_with_a_single_run_is_refused(parted, parrot_model,
     assert res.returncode == 2 and "without --part" in res.stderr, res.stderr
 
 
-def test_the_killed_part_rerun_alone_completes_the_set_and_touches_no_other_part(parted, parrot_model):
-    prompts, out, _ = parted
-    others = {p.name: p.stat().st_mtime_ns for i in (0, 2) for p in shard_paths(part_path(out, i) / "traces")}
-    res = run_cli(*[parrot_model if a == "MODEL" else a for a in hf_args(prompts, out, "--part", f"1/{N}")])
+def test_the_killed_part_rerun_alone_completes_the_set_and_touches_no_other_part(completed):
+    _, out, res, others = completed
     assert res.returncode == 0, res.stderr[-2000:]
     assert "3 / 3 (curate can start)" in res.stdout
     assert {p.name: p.stat().st_mtime_ns for i in (0, 2) for p in shard_paths(part_path(out, i) / "traces")} == others
@@ -184,10 +195,9 @@ def test_parse_part():
     assert parse_part(" 2 / 5 ") == Part(2, 5) and str(Part(2, 5)) == "2/5"
 
 
-def test_a_rerun_of_a_complete_part_leaves_the_whole_manifest_as_it_was(parted, parrot_model):
-    prompts, out, _ = parted
-    if read_manifest(out)["status"] != "complete":
-        pytest.skip("needs the set completed by the re-run test above")
+def test_a_rerun_of_a_complete_part_leaves_the_whole_manifest_as_it_was(completed, parrot_model):
+    prompts, out, _, _ = completed
+    assert read_manifest(out)["status"] == "complete"
     before = (out / "manifest.json").read_bytes()
     res = run_cli(*[parrot_model if a == "MODEL" else a for a in hf_args(prompts, out, "--part", f"0/{N}")])
     assert res.returncode == 0 and "nothing to do" in res.stderr, res.stderr[-2000:]
