@@ -165,9 +165,17 @@ def extract_answer(completion: str) -> str | None:
 _TEXT_CMDS = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname|hbox)\s*\{"
 _SPACES = re.compile(r"(?<!\\)\\[!,:;> ]|\\q?quad\b|~|\\displaystyle|\\limits")
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree\b|\bdegrees?\b")
-_PERCENT = re.compile(r"\\%|%|\bpercent\b")
+_PERCENT = re.compile(r"\\%|%|\bpercent(?:age)?\b|\bpct\b")
 _DOLLARS = re.compile(r"\\\$|\$|\bdollars?\b|\\textdollar\b")
-_ASSIGN = re.compile(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?\s*(?:=|\\in\b)\s*(?=\S)")
+# Relation signs that may end a label (`x =`, `AB =`, `x \\in`, `x \\approx`); `=` of `<=`, `>=`, `!=`, `\\=` excluded.
+_RELATION = re.compile(r"(?<![<>!\\])=(?!=)|\\approx(?![a-zA-Z])|\\in(?![a-zA-Z])")
+# What a label may be made of: letters, Greek and geometry commands, bars, colons, brackets; no digit, no operator
+# (digits in subscripts and function arguments are removed first: a_1, S_{10}, f(2))
+_LABEL_TOKEN = re.compile(
+    r"[A-Za-z|:,()\[\]{}' ]|\\(?:alpha|beta|gamma|delta|theta|phi|varphi|psi|omega|lambda|mu|rho|sigma|tau|"
+    r"angle|measuredangle|triangle|overline|overrightarrow|vec|hat|widehat|frac|dfrac|tfrac|sin|cos|tan|cot|sec|"
+    r"csc|log|ln|lvert|rvert|vert|mid|text|mathrm|operatorname|mathbf|mathit|left|right|\{|\}|\|)(?![a-zA-Z])"
+)
 _UNITS = {
     "cm", "mm", "km", "inch", "inches", "ft", "foot", "feet", "yd", "yard", "yards", "mile",
     "miles", "meter", "meters", "metre", "metres", "centimeter", "centimeters", "kilometer", "kilometers",
@@ -243,10 +251,14 @@ def _strip_units(s: str) -> str:
     return head
 
 
-def clean_answer(text: str) -> str:
+def clean_answer(text: str, keep_relations: bool = False) -> str:
     """Semantic normalisation that keeps spaces (the form handed to math-verify): delimiters, text wrappers,
-    units, degrees, percent, dollars, `x =` prefixes and LaTeX spelling variants removed or unified."""
+    units, degrees, percent, dollars, labels (`x =`, `AB =`, `f(x) =`, see strip_label) and LaTeX spelling
+    variants removed or unified. `keep_relations` keeps labels and equations whole: math-verify needs
+    `y = 2x + 3` itself to compare it with the implicit `2x - y + 3 = 0`."""
     s = _strip_delimiters(text)
+    # `10,\!080` and `14{,}916` are thousands separators: written without the space that makes `32, 349` a list
+    s = re.sub(r"(?<=\d)(?:,\\!|\{,\})\s*(?=\d{3}(?!\d))", ",", s)
     s = _unwrap_commands(s, _TEXT_CMDS)
     s = s.replace("\\left", "").replace("\\right", "").replace("\\bigl", "").replace("\\bigr", "")
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
@@ -255,7 +267,7 @@ def clean_answer(text: str) -> str:
     s = _PERCENT.sub("", s)
     s = _DOLLARS.sub("", s)
     s = _strip_units(s.strip())
-    s = _ASSIGN.sub("", s) if s.count("=") <= 1 else s
+    s = s if keep_relations else strip_label(s)
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)  # \frac12, \frac 59
     s = re.sub(r"\\frac\s*(\d)\s*\{", r"\\frac{\1}{", s)  # \frac9{19}
     s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)  # \frac{1}2
@@ -263,6 +275,57 @@ def clean_answer(text: str) -> str:
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)  # 4210_{5} -> 4210_5
     s = re.sub(r"\^\{(\w)\}", r"^\1", s)  # x^{2} -> x^2
     return _strip_delimiters(s).strip()
+
+
+def _split_relations(s: str) -> tuple[list[str], list[str]]:
+    """(parts, signs) of `s` cut at the relation signs outside brackets: `x = 5+1 = 6` -> ([x, 5+1, 6], [=, =])."""
+    parts, signs, depth, start = [], [], 0, 0
+    for m in re.finditer(r"[([{]|[)\]}]|" + _RELATION.pattern, s):
+        token = m.group(0)
+        if token in "([{":
+            depth += 1
+        elif token in ")]}":
+            depth -= 1
+        elif depth == 0:
+            parts.append(s[start : m.start()].strip())
+            signs.append(token)
+            start = m.end()
+    parts.append(s[start:].strip())
+    return parts, signs
+
+
+def is_label(s: str) -> bool:
+    """Whether the left-hand side of an answer names the quantity rather than computes it: `x`, `AB`, `|AB|`,
+    `A:B`, `f(x)`, `a_{10}`, `\\frac{NO}{BO}`, `\\angle ABC`, `(p,q,r)`. Digits and operators make it an
+    expression (`2x - y + 3`), whose equation the grader must not cut in two."""
+    s = re.sub(r"_\{[^{}]*\}|_\w", "", s)  # subscripts: a_1, S_{10}
+    s = re.sub(r"(?<=[A-Za-z])\([^()]*\)", "", s)  # function arguments: f(2), P(A)
+    rest = _LABEL_TOKEN.sub("", s)
+    return not rest and bool(re.search(r"[A-Za-z]", s))
+
+
+def strip_label(s: str) -> str:
+    """The value of a labelled or chained answer: `AB = 4`, `|AB| = 4`, `f(x) = 4`, `x \\approx 4`, `n = 2 + 2 = 4`
+    and `5 - 1 = 4` all -> `4`; `x = \\frac{1}{3} \\approx 0.33` -> `\\frac{1}{3}` (the exact value, not its
+    approximation); `x \\in [1,2]` -> `[1,2]`. An equation whose left side is an expression in variables
+    (`2x - y + 3 = 0`, `0 = x - 1`) is kept whole, and so is a list (`x=1, y=2`: items are read one by one)."""
+    if "=" not in s and "\\approx" not in s and "\\in" not in s:
+        return s
+    parts, signs = _split_relations(s)
+    if len(parts) < 2 or not all(parts) or len(_split_top_level(s)) > 1:
+        return s
+    if any(sign.startswith("\\in") for sign in signs[1:]):
+        return s  # `x = y \\in ...`: not a label
+    constant_chain = all(as_value(_squash(p)) is not None for p in parts)
+    if not (is_label(parts[0]) or constant_chain):
+        return s
+    if "\\approx" in signs and signs[0] != "\\approx":
+        return parts[signs.index("\\approx")]  # the exact value the approximation follows
+    return parts[-1]
+
+
+def _squash(s: str) -> str:
+    return re.sub(r"\s+", "", s)
 
 
 _WHITESPACE = re.compile(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+")
@@ -273,8 +336,9 @@ def normalize_answer(text: str) -> str:
     """The canonical string of an answer: `clean_answer` without any whitespace, thousands separators,
     zero padding or choice parentheses; equal strings mean equal answers (the converse needs more work)."""
     # drop all whitespace but the space that ends a command before a letter: `\\cot x` must not become `\\cotx`
-    s = _WHITESPACE.sub(lambda m: m.group(1) + " " if m.group(1) else "", clean_answer(text))
-    if _THOUSANDS.match(s):
+    clean = clean_answer(text)
+    s = _WHITESPACE.sub(lambda m: m.group(1) + " " if m.group(1) else "", clean)
+    if _THOUSANDS.match(s) and not re.search(r",\s", clean):  # `32, 349` is a list of two numbers
         s = s.replace(",", "")
     if _INT.match(s):
         return str(int(s))  # AIME's "025" is 25; "+5" is 5
@@ -629,6 +693,8 @@ def cheap_verdict(pred: str, gold: str) -> tuple[bool, str] | None:
         same = expressions_equal(pred, gold)
         if same is not None:
             return same, "numeric"
+    if _RELATION.search(pred + gold):
+        return None  # an equation left whole (`2x - y + 3 = 0`): only math-verify can say it is not the answer
     if (a and _varies(gold)) or (b and _varies(pred)):
         return False, "numeric"  # a constant against an expression in x, or against an interval/union/tuple
     return None
@@ -838,8 +904,13 @@ def _remember(key: tuple[str, str], verdict: tuple[bool, str]) -> tuple[bool, st
 
 def _symbolic_verdict(pred: str, gold: str, timeout: float) -> tuple[bool, str]:
     with _pool().judge() as judge:
+        p, g = clean_answer(pred), clean_answer(gold)
+        if _RELATION.search(p + g):
+            # an equation is left on one side: math-verify compares it with the other side's own equation
+            # (`2x - y + 3 = 0` with `y = 2x + 3`), which stripping `y =` from the reference would have lost
+            p, g = clean_answer(pred, keep_relations=True), clean_answer(gold, keep_relations=True)
         try:
-            ok = judge.ask(clean_answer(pred), clean_answer(gold), timeout)
+            ok = judge.ask(p, g, timeout)
         except RuntimeError:
             return False, "error"
     return (False, "timeout") if ok is None else (ok, "symbolic")

@@ -304,3 +304,78 @@ def test_equivalence_agrees_with_the_source_on_its_own_extractions(real):
     verdicts = equivalent_many([(r["source_pred"], r["reference_answer"]) for r in rows])
     agree = sum(ok == r["label_correct"] for (ok, _), r in zip(verdicts, rows, strict=True))
     assert agree >= 0.99 * len(rows)
+
+
+# ---------------------------------------------------------------- issue 22: an independent regression suite's cases
+# Each category below was graded wrong before; the cases are ours, written in the shapes the suite reported.
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("1", "|AB|=1", True),
+        ("1", "A:B=1", True),
+        ("1", "f(x)=1", True),
+        ("\\frac{\\sqrt{6}}{6}", "\\frac{NO}{BO}=\\frac{1}{\\sqrt{6}}", True),
+        ("AB = 4", "4", True),
+        ("\\overline{AB} = 4", "4", True),
+        ("m\\angle ABC = 30^\\circ", "30", True),
+        ("a_{10} = 55", "55", True),
+        ("f(2) = 7", "7", True),
+        ("(p, q) = (1, 2)", "(1,2)", True),
+        ("AB = 5", "4", False),  # a labelled value is still that value
+        ("2", "|AB|=1", False),
+    ],
+)
+def test_labelled_answers_and_references_compare_their_values(pred, gold, expected):
+    assert is_equivalent(pred, gold, timeout=30) is expected
+
+
+def test_labels_are_names_not_expressions():
+    for label in ("x", "AB", "|AB|", "A:B", "f(x)", "f(2)", "a_{10}", "\\frac{NO}{BO}", "\\angle ABC", "(p,q,r)"):
+        assert answers.is_label(label), label
+    for expression in ("2x - y + 3", "x^2", "x + y", "0", "-x", "\\sqrt{x}"):
+        assert not answers.is_label(expression), expression
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("x = 5+5+1 = 7 = 11", "x = 11", True),  # a chain: its last side is the answer
+        ("n = 2 + 3 = 5", "5", True),
+        ("5+5+1 = 11", "11", True),
+        ("x = 5+5+1 = 7 = 12", "x = 11", False),
+        ("2x - y + 3 = 0", "y = 2x + 3", True),  # implicit against explicit: math-verify rearranges
+        ("4x - 2y + 6 = 0", "y = 2x + 3", True),
+        ("y = 2x + 3", "2x - y + 3 = 0", True),
+        ("2x + y = 0", "y = -2x", True),
+        ("2x - y - 3 = 0", "y = 2x + 3", False),
+        ("5x-7y+11z-4=0", "5x - 7y + 11z + 4 = 0", False),
+    ],
+)
+def test_equation_forms(pred, gold, expected):
+    assert is_equivalent(pred, gold, timeout=30) is expected
+
+
+def test_an_unresolved_equation_is_never_ruled_unequal_by_the_fast_path():
+    """The fast path may say "equal" when sure; an equation it cannot reduce to a value goes to math-verify."""
+    for pred, gold in [("2x - y + 3 = 0", "2x+3"), ("2x - y + 3 = 0", "5"), ("x^2 = 4", "2"), ("0 = x - 1", "1")]:
+        assert answers.cheap_verdict(normalize_answer(pred), normalize_answer(gold)) is None, (pred, gold)
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("x \\approx 11", "11", True),
+        ("x = \\frac{1}{3} \\approx 0.33", "\\frac{1}{3}", True),  # the exact value, not its rounding
+        ("x \\approx 12", "11", False),
+        ("28 pct", "28\\%", True),
+        ("28 percentage", "28\\%", True),
+        ("32, 349", "32349", False),  # a space after the comma: a list of two numbers
+        ("32,349", "32349", True),  # no space: a thousands separator
+        ("32,\\!349", "32349", True),
+        ("14{,}916", "14916", True),
+    ],
+)
+def test_approximations_percent_words_and_lists_that_look_like_thousands(pred, gold, expected):
+    assert is_equivalent(pred, gold, timeout=30) is expected
