@@ -119,14 +119,36 @@ def normalize_tags(
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
 
 
+# What may stand between two boxes of one answer: spacing, math delimiters, commas, "and"/"or" (bare or in
+# \text{}), line breaks. Anything else (a word, a sentence) means the earlier box is a separate statement.
+_BOX_GAP = re.compile(
+    r"^(?:\s|\$|\\[()\[\]]|[,;&]|\\\\|\\q?quad\b|\\[,;:! ]|~|\band\b|\bor\b"
+    r"|\\(?:text|mathrm|textnormal)\s*\{\s*(?:,?\s*(?:and|or)\s*|,)?\s*\})*$"
+)
+
+
 def extract_boxed(text: str) -> str | None:
     """Content of the last complete `\\boxed{...}`/`\\fbox{...}` in `text` (nested braces kept; `\\boxed 5`
-    accepted), stripped; None when there is none. A box cut off by truncation is skipped."""
-    for m in reversed(list(_BOX_RE.finditer(text))):
+    accepted), stripped; None when there is none. A box cut off by truncation is skipped.
+
+    Several boxes that end the text side by side (`\\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}`) are one
+    multi-valued answer, returned as the list `-2, 1` (repeats dropped), which the grader compares with a
+    multi-valued reference as a set, as math-verify does. Boxes with words between them are separate
+    statements ("first \\boxed{1}, finally \\boxed{2}"): the last one is the answer."""
+    boxes = []  # (content, start, end) of complete boxes, in order
+    for m in _BOX_RE.finditer(text):
         span = _box_span(text, m.end())
         if span and span[0]:
-            return span[0]
-    return None
+            boxes.append((span[0], m.start(), span[1]))
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if box[2] > group[-1][1] or not _BOX_GAP.match(text[box[2] : group[-1][1]]):
+            break  # overlapping (a box inside a box) or separated by words
+        group.append(box)
+    items = list(dict.fromkeys(content for content, _, _ in reversed(group)))
+    return ", ".join(items)
 
 
 def _box_span(text: str, start: int) -> tuple[str, int] | None:
@@ -621,15 +643,35 @@ def _split_top_level(s: str) -> list[str]:
     return parts
 
 
+def _encloses(s: str) -> bool:
+    """Whether the bracket that opens `s` is the one that closes it: `(1,2)`, not `(1,2),(3,4)` or `(0,9)\\cup(9,36)`."""
+    depth = 0
+    for i, c in enumerate(s):
+        depth += 1 if c in "([{" else -1 if c in ")]}" else 0
+        if depth == 0:
+            return i == len(s) - 1
+    return False
+
+
 def _as_collection(s: str) -> tuple[str, list[str]] | None:
     """(kind, items) of a tuple/interval ("ordered" plus its brackets), or of a set or bare list ("set")."""
-    if s.startswith("\\{") and s.endswith("\\}"):
+    if s.startswith("\\{") and s.endswith("\\}") and _encloses(s[1:]):
         return "set", _split_top_level(s[2:-2])
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
         items = _split_top_level(s[1:-1])
         return ("ordered" + s[0] + s[-1], items) if len(items) >= 2 and all(items) else None
     items = _split_top_level(s)
-    return ("set", items) if len(items) >= 2 and all(items) else None
+    return ("set", _same_label_values(items)) if len(items) >= 2 and all(items) else None
+
+
+def _same_label_values(items: list[str]) -> list[str]:
+    """`x=1, x=-2` -> `1, -2`: the roots of one unknown. Items under different labels (`x=1, y=2`) stay as they
+    are: they make a point, not a set, and are left to math-verify."""
+    split = [_split_relations(x) for x in items]
+    if all(len(parts) == 2 and signs == ["="] and is_label(parts[0]) for parts, signs in split):
+        if len({parts[0] for parts, _ in split}) == 1:
+            return [parts[1] for parts, _ in split]
+    return items
 
 
 def _numeric_collection(s: str) -> tuple[str, list[tuple[Fraction, bool]]] | None:
@@ -641,7 +683,8 @@ def _numeric_collection(s: str) -> tuple[str, list[tuple[Fraction, bool]]] | Non
     if coll[0] == "set" and any("\\pm" in x for x in items):
         items = [y for x in items for y in ([x.replace("\\pm", "+", 1), x.replace("\\pm", "-", 1)]
                                             if x.count("\\pm") == 1 else [x])]
-    numbers = [as_value(x) for x in items]
+    # an item is a constant or a tuple of constants: `(2,2),(6,2)` is a set of two points
+    numbers = [as_value(x) or (_numeric_collection(x) if x[:1] in "([" and _encloses(x) else None) for x in items]
     return (coll[0], numbers) if all(numbers) else None
 
 
@@ -650,14 +693,21 @@ def _collections_equal(a: tuple[str, list], b: tuple[str, list]) -> bool:
         return False
     if a[0] == "set":
         return _same_multiset(a[1], b[1])
-    return a[0] == b[0] and all(_numbers_equal(x, y) for x, y in zip(a[1], b[1], strict=True))
+    return a[0] == b[0] and all(_items_equal(x, y) for x, y in zip(a[1], b[1], strict=True))
+
+
+def _items_equal(x: tuple, y: tuple) -> bool:
+    """Two collection items: constants (value, decimal) or collections (kind, items), never one of each."""
+    if isinstance(x[1], list) or isinstance(y[1], list):
+        return isinstance(x[1], list) and isinstance(y[1], list) and _collections_equal(x, y)
+    return _numbers_equal(x, y)
 
 
 def _same_multiset(xs: list, ys: list) -> bool:
     """Unordered comparison of values (complex ones cannot be sorted): match each x to an unused equal y."""
     unused = list(ys)
     for x in xs:
-        match = next((i for i, y in enumerate(unused) if _numbers_equal(x, y)), None)
+        match = next((i for i, y in enumerate(unused) if _items_equal(x, y)), None)
         if match is None:
             return False
         unused.pop(match)

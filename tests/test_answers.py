@@ -311,6 +311,47 @@ def test_equivalence_agrees_with_the_source_on_its_own_extractions(real):
 
 
 @pytest.mark.parametrize(
+    "after_think, expected",
+    [
+        ("The integers are \\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}.", "-2, 1"),
+        ("\\[\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}\\]", "(2, 2), (6, 2)"),
+        ("so $\\boxed{3}$, $\\boxed{5}$, and $\\boxed{7}$", "3, 5, 7"),
+        ("\\(\\boxed{-2}\\) and \\(\\boxed{1}\\)", "-2, 1"),
+        ("\\boxed{1}\\boxed{2}", "1, 2"),  # math-verify's own multi-box case
+        ("\\[\\boxed{5}\\]\n\\[\\boxed{5}\\]", "5"),  # the same box twice is one answer
+        ("\\boxed{5}.\n\n**Final Answer**\n\\boxed{5}", "5"),  # words between: the last box
+        ("first \\boxed{1}, finally \\boxed{2}.", "2"),
+        ("\\boxed{\\boxed{4}}", "4"),  # a box inside a box is not a second answer
+    ],
+)
+def test_boxes_side_by_side_are_one_multi_valued_answer(after_think, expected):
+    assert extract_answer("<think>\nx\n</think>\n\n" + after_think) == expected
+
+
+@pytest.mark.parametrize(
+    "after_think, gold, expected",
+    [
+        ("\\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}", "1,-2", True),  # a real R1-distill MATH-500 ending
+        ("\\boxed{1} \\quad \\text{and} \\quad \\boxed{-2}", "1,-2", True),  # order-free
+        ("\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}", "(2, 2), (6, 2)", True),
+        ("\\boxed{(6, 2)} and \\boxed{(2, 2)}", "(2, 2), (6, 2)", True),
+        ("\\boxed{(2, 6)} and \\boxed{(2, 2)}", "(2, 2), (6, 2)", False),  # a point's coordinates keep their order
+        ("\\boxed{7}, \\boxed{3}, \\boxed{5}", "3, 5, 7", True),
+        ("\\boxed{1-\\sqrt{5}}, \\boxed{-2}, \\boxed{1+\\sqrt{5}}", "\\{1\\pm\\sqrt{5},-2\\}", True),
+        ("\\boxed{1} and \\boxed{2}", "1,-2", False),
+        ("\\boxed{-2} and \\boxed{1} and \\boxed{3}", "1,-2", False),  # an extra root is wrong
+        ("\\boxed{1}", "1,-2", False),  # one root of two
+        ("\\boxed{3} or \\boxed{5}", "5", False),  # hedging between two answers is not the answer
+        ("\\boxed{x = 1} and \\boxed{x = -2}", "1,-2", True),  # the roots of one unknown
+        ("\\boxed{42}", "42", True),  # a single box: as before
+    ],
+)
+def test_multi_box_answers_are_graded_as_a_set(after_think, gold, expected):
+    verdict = grade("<think>\nx\n</think>\n\n" + after_think, gold, timeout=30)
+    assert verdict.correct is expected, verdict
+
+
+@pytest.mark.parametrize(
     "pred, gold, expected",
     [
         ("1", "|AB|=1", True),
