@@ -208,7 +208,7 @@ _UNITS = {
 }
 _SQUARED = re.compile(r"\^\s*\{?[23]\}?\s*$")
 _GLUED_UNIT = re.compile(r"^([\d.]*\d)([a-zA-Z]+)$")
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")  # 0,111 is no thousands number
 _INT = re.compile(r"^[+-]?\d+$")
 _DECIMAL = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+)$")
 _FRAC = re.compile(r"^(?P<sign>[+-]?)\\frac\{(?P<num>[+-]?\d+)\}\{(?P<den>[+-]?\d+)\}$")
@@ -614,8 +614,9 @@ def expressions_equal(pred: str, gold: str) -> bool | None:
 
 def _numbers_equal(a: tuple[Fraction | complex, bool], b: tuple[Fraction | complex, bool]) -> bool:
     """Exact for rationals; a decimal matches to 6 places, as math-verify rounds (3.210 = 3.21, 0.333333 = 1/3,
-    but 0.33 != 1/3 and 3.14159 != pi); other irrationals within a relative 1e-9, far below any difference
-    between two distinct contest answers."""
+    but 0.33 != 1/3 and 3.14159 != pi), and also within a relative 1e-4 (about 4 significant digits): 6 fixed
+    places alone call 0.0000671 equal to 0.0000672 (math-verify does), while 0.00199 = 2/1005 still holds.
+    Other irrationals within a relative 1e-9, far below any difference between two distinct contest answers."""
     x, y = a[0], b[0]
     if x == y:
         return True
@@ -625,7 +626,8 @@ def _numbers_equal(a: tuple[Fraction | complex, bool], b: tuple[Fraction | compl
     if not (cmath.isfinite(x) and cmath.isfinite(y)):
         return False
     if a[1] or b[1]:
-        return round(x.real, 6) == round(y.real, 6) and round(x.imag, 6) == round(y.imag, 6)
+        places = round(x.real, 6) == round(y.real, 6) and round(x.imag, 6) == round(y.imag, 6)
+        return places and abs(x - y) <= 1e-4 * max(abs(x), abs(y))
     return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
 
 

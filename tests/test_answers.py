@@ -420,3 +420,34 @@ def test_an_unresolved_equation_is_never_ruled_unequal_by_the_fast_path():
 )
 def test_approximations_percent_words_and_lists_that_look_like_thousands(pred, gold, expected):
     assert is_equivalent(pred, gold, timeout=30) is expected
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("1,22", "1.22", False),  # decimal commas are not read: in English contests 1,22 is a list (data_cards)
+        ("0,111", "0.111", False),  # and 0,111 is no thousands number either
+        ("1,000", "1000", True),
+        ("0.333333", "\\frac{1}{3}", True),  # 6 places, as math-verify rounds
+        ("0.33", "\\frac{1}{3}", False),
+        ("0.0000671", "0.0000672", False),  # 6 fixed places would call these equal; a relative 1e-4 does not
+        ("0.00199", "\\frac{2}{1005}", True),  # 2/1005 to 6 places, as math-verify accepts
+        ("0.00006720", "6.72\\times10^{-5}", True),
+        ("2.333333", "\\frac{7}{3}", True),
+    ],
+)
+def test_decimal_commas_and_rounding(pred, gold, expected):
+    assert answers.judge_pair(pred, gold)[0] is expected
+    assert answers.judge_pair(pred, gold)[1] in ("exact", "numeric")  # decided without sympy
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["=", "x =", "= 5", "x = = 5", "\\boxed{", "\\boxed{}", "|", "((", ")(", "\\frac{", "a,,b", ", ,", "\\{\\}",
+     "x \\in", "\\approx", "1 = 2 = 3 = ", "(1,2),(", "\\text{and}", "f(=)", "\\boxed{1} and \\boxed{",
+     "{,}" * 50, "=" * 200, "(" * 300 + ")" * 300],
+)
+def test_bad_input_never_raises(text):
+    answers.cheap_verdict(normalize_answer(text), normalize_answer("5"))
+    extract_answer("<think>x</think>" + text)
+    assert isinstance(answers.judge_pair(text, "x = 5", timeout=5)[0], bool)
