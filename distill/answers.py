@@ -7,15 +7,19 @@ Curate uses it to keep only correct traces, eval to score students; both must ag
     is_equivalent("\\dfrac{1}{2}", "0.5")                     # True, decided without sympy
     grade_many(completions, golds)                             # many at once: cache + parallel symbolic checks
 
-The R1 protocol: the answer is the last `\\boxed{...}` (or `\\fbox{...}`) AFTER `</think>`; a completion that never
+The R1 protocol: the answer is the last `\\boxed{...}` (or `\\fbox{...}`) AFTER `</think>`, or the boxes that end
+the text side by side (`\\boxed{-2} and \\boxed{1}`: one multi-valued answer, `-2, 1`); a completion that never
 closes its reasoning has no answer, whatever it boxed while thinking. Comparison runs in two tiers:
 
 1. a cheap path, in-process, microseconds (Verdict.method exact, numeric or text). Normalisation first:
    `\\dfrac`/`\\tfrac`, `\\left`/`\\right`, spacing, degrees, percent, dollars, thousands separators, `\\text{}` and
-   unit words, `x =` prefixes, AIME zero padding. Then values: numbers compare as exact fractions; constant
-   expressions (radicals, pi, i, trig/log) are evaluated, exactly where possible; expressions in single-letter
-   variables are compared at three generic points; tuples, intervals, sets (with `\\pm`), matrices
-   element-wise; word and choice answers as words. It decides ~97-99% of real pairs, wrong ones included.
+   unit words, labels (`x =`, `AB =`, `|AB| =`, `f(x) =`), chains (`n = 2 + 3 = 5`), `\\approx`, AIME zero
+   padding. Then values: numbers compare as exact fractions; constant expressions (radicals, pi, i, trig/log)
+   are evaluated, exactly where possible; expressions in single-letter variables are compared at three
+   generic points; tuples, intervals, sets (with `\\pm`, or of points), matrices element-wise; word and
+   choice answers as words. It decides ~97-99% of real pairs, wrong ones included.
+   It says "equal" when it is sure and "unequal" only when it is sure too: an equation it cannot reduce to a
+   value (`2x - y + 3 = 0`) goes to the judge whole.
 2. math-verify's symbolic comparison for the rest (relations, unions of intervals, `e`, subscripts, ...). It
    runs in a separate "judge" process that the caller kills when it overruns `timeout`: math-verify's own
    timeout is signal.alarm, which works only in the main thread of the main interpreter and cannot interrupt
@@ -26,7 +30,7 @@ closes its reasoning has no answer, whatever it boxed while thinking. Comparison
 Verdicts of (normalised pred, normalised gold) are cached per process, so the k samples of one prompt that box
 the same answer cost one symbolic check. Public API: split_think, normalize_tags, extract_boxed, extract_answer,
 is_equivalent, grade, Verdict, grade_many, equivalent_many (batches), judge_pair (verdict + method),
-normalize_answer, close_judges.
+normalize_answer, strip_label, is_label, close_judges.
 """
 
 from __future__ import annotations
