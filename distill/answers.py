@@ -961,7 +961,7 @@ def _remember(key: tuple[str, str], verdict: tuple[bool, str]) -> tuple[bool, st
 def _symbolic_verdict(pred: str, gold: str, timeout: float) -> tuple[bool, str]:
     with _pool().judge() as judge:
         p, g = clean_answer(pred), clean_answer(gold)
-        if _RELATION.search(p + g):
+        if _RELATION.search(p + g) or _relabelled(pred, gold):
             # an equation is left on one side: math-verify compares it with the other side's own equation
             # (`2x - y + 3 = 0` with `y = 2x + 3`), which stripping `y =` from the reference would have lost
             p, g = clean_answer(pred, keep_relations=True), clean_answer(gold, keep_relations=True)
@@ -972,11 +972,33 @@ def _symbolic_verdict(pred: str, gold: str, timeout: float) -> tuple[bool, str]:
     return (False, "timeout") if ok is None else (ok, "symbolic")
 
 
+def _relabelled(pred: str, gold: str) -> bool:
+    """Both sides are equations in variables under different labels (`x = 2y + 3` against `y = (x - 3)/2`): their
+    right-hand sides alone cannot tell that the lines are the same, so the pair is compared as equations."""
+    if "=" not in pred or "=" not in gold:
+        return False
+    split = [_split_relations(clean_answer(x, keep_relations=True)) for x in (pred, gold)]
+    if not all(len(parts) == 2 and signs == ["="] and is_label(parts[0]) for parts, signs in split):
+        return False
+    # `x = 5` against `y = 5`: a value under another name is still the value asked for (as before)
+    constants = all(as_value(normalize_answer(parts[1])) is not None for parts, _ in split)
+    return not constants and _squash(split[0][0][0]) != _squash(split[1][0][0])
+
+
+def _pair_key(pred: str, gold: str) -> tuple[str, str]:
+    """The cache key and the cheap path's input: both answers normalised; relabelled equations keep their
+    labels (their key then holds `=`, so the cheap path leaves them to the judge, and the cache keeps them
+    apart from the bare values)."""
+    if _relabelled(pred, gold):
+        return _squash(clean_answer(pred, keep_relations=True)), _squash(clean_answer(gold, keep_relations=True))
+    return normalize_answer(pred), normalize_answer(gold)
+
+
 def judge_pair(pred: str | None, gold: str, timeout: float = 5.0) -> tuple[bool, str]:
     """(equivalent, method): the cheap path, then the cache, then a judge process."""
     if pred is None or not pred.strip():
         return False, "no_answer"
-    key = (normalize_answer(pred), normalize_answer(gold))
+    key = _pair_key(pred, gold)
     cheap = cheap_verdict(*key)
     if cheap is not None:
         return cheap
@@ -1012,7 +1034,7 @@ def equivalent_many(
         if pred is None or not pred.strip():
             results[i] = (False, "no_answer")
             continue
-        key = (normalize_answer(pred), normalize_answer(gold))
+        key = _pair_key(pred, gold)
         results[i] = cheap_verdict(*key) or _CACHE.get(key)
         if results[i] is None:
             pending.setdefault(key, []).append(i)

@@ -392,6 +392,9 @@ def test_labels_are_names_not_expressions():
         ("2x + y = 0", "y = -2x", True),
         ("2x - y - 3 = 0", "y = 2x + 3", False),
         ("5x-7y+11z-4=0", "5x - 7y + 11z + 4 = 0", False),
+        ("x = 2y + 3", "y = \\frac{x-3}{2}", True),  # one line, solved for another variable
+        ("x = 2y - 3", "y = \\frac{x-3}{2}", False),
+        ("x = 5", "y = 5", True),  # a value under another name is still the value (as before)
     ],
 )
 def test_equation_forms(pred, gold, expected):
