@@ -127,7 +127,9 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
 # \text{}), line breaks. Anything else (a word, a sentence) means the earlier box is a separate statement.
 _BOX_GAP = re.compile(
     r"^(?:\s|\$|\\[()\[\]]|[,;&]|\\\\|\\q?quad\b|\\[,;:! ]|~|\band\b|\bor\b"
-    r"|\\(?:text|mathrm|textnormal)\s*\{\s*(?:,?\s*(?:and|or)\s*|,)?\s*\})*$"
+    # one way only to match each space: runs of optional spaces side by side backtrack quadratically on a
+    # long unclosed `\text{`, and this runs in the caller's process, outside any time limit
+    r"|\\(?:text|mathrm|textnormal)\s*\{\s*(?:,\s*)?(?:(?:and|or)\s*)?\})*$"
 )
 
 

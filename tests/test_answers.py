@@ -444,6 +444,14 @@ def test_decimal_commas_and_rounding(pred, gold, expected):
     assert answers.judge_pair(pred, gold)[1] in ("exact", "numeric")  # decided without sympy
 
 
+@pytest.mark.timeout(20)
+def test_a_long_gap_between_boxes_is_read_in_linear_time():
+    """The box-gap pattern runs in the caller's process, outside any time limit: spaces that two optional runs
+    could share once made a long unclosed `\\text{` between two boxes backtrack quadratically."""
+    text = "\\boxed{1}\\text{" + " " * 200_000 + "x}\\boxed{2}"
+    assert extract_boxed(text) == "2"
+
+
 @pytest.mark.parametrize(
     "text",
     ["=", "x =", "= 5", "x = = 5", "\\boxed{", "\\boxed{}", "|", "((", ")(", "\\frac{", "a,,b", ", ,", "\\{\\}",
