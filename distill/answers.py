@@ -196,7 +196,7 @@ _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree\b|\bdegree
 _PERCENT = re.compile(r"\\%|%|\bpercent(?:age)?\b|\bpct\b")
 _DOLLARS = re.compile(r"\\\$|\$|\bdollars?\b|\\textdollar\b")
 # Relation signs that may end a label (`x =`, `AB =`, `x \\in`, `x \\approx`); `=` of `<=`, `>=`, `!=`, `\\=` excluded.
-_RELATION = re.compile(r"(?<![<>!\\])=(?!=)|\\approx(?![a-zA-Z])|\\in(?![a-zA-Z])")
+_RELATION = re.compile(r"(?<![<>!\\])=(?!=)|\\approx(?![a-zA-Z])|≈|\\in(?![a-zA-Z])")
 # What a label may be made of: letters, Greek and geometry commands, bars, colons, brackets; no digit, no operator
 # (digits in subscripts and function arguments are removed first: a_1, S_{10}, f(2))
 _LABEL_TOKEN = re.compile(
@@ -337,7 +337,7 @@ def strip_label(s: str) -> str:
     and `5 - 1 = 4` all -> `4`; `x = \\frac{1}{3} \\approx 0.33` -> `\\frac{1}{3}` (the exact value, not its
     approximation); `x \\in [1,2]` -> `[1,2]`. An equation whose left side is an expression in variables
     (`2x - y + 3 = 0`, `0 = x - 1`) is kept whole, and so is a list (`x=1, y=2`: items are read one by one)."""
-    if "=" not in s and "\\approx" not in s and "\\in" not in s:
+    if "=" not in s and "\\approx" not in s and "≈" not in s and "\\in" not in s:
         return s
     parts, signs = _split_relations(s)
     if len(parts) < 2 or not all(parts) or len(_split_top_level(s)) > 1:
@@ -347,6 +347,7 @@ def strip_label(s: str) -> str:
     constant_chain = all(as_value(_squash(p)) is not None for p in parts)
     if not (is_label(parts[0]) or constant_chain):
         return s
+    signs = ["\\approx" if sign == "≈" else sign for sign in signs]  # models write both
     if "\\approx" in signs and signs[0] != "\\approx":
         return parts[signs.index("\\approx")]  # the exact value the approximation follows
     return parts[-1]

@@ -413,6 +413,7 @@ def test_an_unresolved_equation_is_never_ruled_unequal_by_the_fast_path():
         ("x \\approx 11", "11", True),
         ("x = \\frac{1}{3} \\approx 0.33", "\\frac{1}{3}", True),  # the exact value, not its rounding
         ("x \\approx 12", "11", False),
+        ("x ≈ 11", "11", True),
         ("28 pct", "28\\%", True),
         ("28 percentage", "28\\%", True),
         ("32, 349", "32349", False),  # a space after the comma: a list of two numbers
