@@ -109,6 +109,10 @@ def forms(gold: str) -> list[tuple[str, str, bool]]:
                     True))
         out.append(("wrong: a box missing", "The answers are $" + sep.join(f"\\boxed{{{x}}}" for x in items[1:])
                     + "$.", False))
+    if gold.count("\\pm") == 1 and len(items) == 1 and not gold.startswith("\\{"):  # 1 \pm \sqrt{19}: its two values in two boxes
+        both = [gold.replace("\\pm", "+"), gold.replace("\\pm", "-")]
+        out.append(("several boxes (\\pm)", f"$\\boxed{{{both[1]}}}$ and $\\boxed{{{both[0]}}}$", True))
+        out.append(("wrong: one of two (\\pm)", boxed(both[0]), False))
     if gold.startswith("(") and gold.endswith(")") and len(items) == 1:
         inner = _top_level_items(gold[1:-1])
         if len(inner) >= 2 and inner[0] != inner[1]:
