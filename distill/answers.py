@@ -7,15 +7,19 @@ Curate uses it to keep only correct traces, eval to score students; both must ag
     is_equivalent("\\dfrac{1}{2}", "0.5")                     # True, decided without sympy
     grade_many(completions, golds)                             # many at once: cache + parallel symbolic checks
 
-The R1 protocol: the answer is the last `\\boxed{...}` (or `\\fbox{...}`) AFTER `</think>`; a completion that never
+The R1 protocol: the answer is the last `\\boxed{...}` (or `\\fbox{...}`) AFTER `</think>`, or the boxes that end
+the text side by side (`\\boxed{-2} and \\boxed{1}`: one multi-valued answer, `-2, 1`); a completion that never
 closes its reasoning has no answer, whatever it boxed while thinking. Comparison runs in two tiers:
 
 1. a cheap path, in-process, microseconds (Verdict.method exact, numeric or text). Normalisation first:
    `\\dfrac`/`\\tfrac`, `\\left`/`\\right`, spacing, degrees, percent, dollars, thousands separators, `\\text{}` and
-   unit words, `x =` prefixes, AIME zero padding. Then values: numbers compare as exact fractions; constant
-   expressions (radicals, pi, i, trig/log) are evaluated, exactly where possible; expressions in single-letter
-   variables are compared at three generic points; tuples, intervals, sets (with `\\pm`), matrices
-   element-wise; word and choice answers as words. It decides ~97-99% of real pairs, wrong ones included.
+   unit words, labels (`x =`, `AB =`, `|AB| =`, `f(x) =`), chains (`n = 2 + 3 = 5`), `\\approx`, AIME zero
+   padding. Then values: numbers compare as exact fractions; constant expressions (radicals, pi, i, trig/log)
+   are evaluated, exactly where possible; expressions in single-letter variables are compared at three
+   generic points; tuples, intervals, sets (with `\\pm`, or of points), matrices element-wise; word and
+   choice answers as words. It decides ~97-99% of real pairs, wrong ones included.
+   It says "equal" when it is sure and "unequal" only when it is sure too: an equation it cannot reduce to a
+   value (`2x - y + 3 = 0`) goes to the judge whole.
 2. math-verify's symbolic comparison for the rest (relations, unions of intervals, `e`, subscripts, ...). It
    runs in a separate "judge" process that the caller kills when it overruns `timeout`: math-verify's own
    timeout is signal.alarm, which works only in the main thread of the main interpreter and cannot interrupt
@@ -26,7 +30,7 @@ closes its reasoning has no answer, whatever it boxed while thinking. Comparison
 Verdicts of (normalised pred, normalised gold) are cached per process, so the k samples of one prompt that box
 the same answer cost one symbolic check. Public API: split_think, normalize_tags, extract_boxed, extract_answer,
 is_equivalent, grade, Verdict, grade_many, equivalent_many (batches), judge_pair (verdict + method),
-normalize_answer, close_judges.
+normalize_answer, strip_label, is_label, close_judges.
 """
 
 from __future__ import annotations
@@ -119,14 +123,38 @@ def normalize_tags(
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
 
 
+# What may stand between two boxes of one answer: spacing, math delimiters, commas, "and"/"or" (bare or in
+# \text{}), line breaks. Anything else (a word, a sentence) means the earlier box is a separate statement.
+_BOX_GAP = re.compile(
+    r"^(?:\s|\$|\\[()\[\]]|[,;&]|\\\\|\\q?quad\b|\\[,;:! ]|~|\band\b|\bor\b"
+    # one way only to match each space: runs of optional spaces side by side backtrack quadratically on a
+    # long unclosed `\text{`, and this runs in the caller's process, outside any time limit
+    r"|\\(?:text|mathrm|textnormal)\s*\{\s*(?:,\s*)?(?:(?:and|or)\s*)?\})*$"
+)
+
+
 def extract_boxed(text: str) -> str | None:
     """Content of the last complete `\\boxed{...}`/`\\fbox{...}` in `text` (nested braces kept; `\\boxed 5`
-    accepted), stripped; None when there is none. A box cut off by truncation is skipped."""
-    for m in reversed(list(_BOX_RE.finditer(text))):
+    accepted), stripped; None when there is none. A box cut off by truncation is skipped.
+
+    Several boxes that end the text side by side (`\\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}`) are one
+    multi-valued answer, returned as the list `-2, 1` (repeats dropped), which the grader compares with a
+    multi-valued reference as a set, as math-verify does. Boxes with words between them are separate
+    statements ("first \\boxed{1}, finally \\boxed{2}"): the last one is the answer."""
+    boxes = []  # (content, start, end) of complete boxes, in order
+    for m in _BOX_RE.finditer(text):
         span = _box_span(text, m.end())
         if span and span[0]:
-            return span[0]
-    return None
+            boxes.append((span[0], m.start(), span[1]))
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if box[2] > group[-1][1] or not _BOX_GAP.match(text[box[2] : group[-1][1]]):
+            break  # overlapping (a box inside a box) or separated by words
+        group.append(box)
+    items = list(dict.fromkeys(content for content, _, _ in reversed(group)))
+    return ", ".join(items)
 
 
 def _box_span(text: str, start: int) -> tuple[str, int] | None:
@@ -165,9 +193,17 @@ def extract_answer(completion: str) -> str | None:
 _TEXT_CMDS = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname|hbox)\s*\{"
 _SPACES = re.compile(r"(?<!\\)\\[!,:;> ]|\\q?quad\b|~|\\displaystyle|\\limits")
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree\b|\bdegrees?\b")
-_PERCENT = re.compile(r"\\%|%|\bpercent\b")
+_PERCENT = re.compile(r"\\%|%|\bpercent(?:age)?\b|\bpct\b")
 _DOLLARS = re.compile(r"\\\$|\$|\bdollars?\b|\\textdollar\b")
-_ASSIGN = re.compile(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?\s*(?:=|\\in\b)\s*(?=\S)")
+# Relation signs that may end a label (`x =`, `AB =`, `x \\in`, `x \\approx`); `=` of `<=`, `>=`, `!=`, `\\=` excluded.
+_RELATION = re.compile(r"(?<![<>!\\])=(?!=)|\\approx(?![a-zA-Z])|≈|\\in(?![a-zA-Z])")
+# What a label may be made of: letters, Greek and geometry commands, bars, colons, brackets; no digit, no operator
+# (digits in subscripts and function arguments are removed first: a_1, S_{10}, f(2))
+_LABEL_TOKEN = re.compile(
+    r"[A-Za-z|:,()\[\]{}' ]|\\(?:alpha|beta|gamma|delta|theta|phi|varphi|psi|omega|lambda|mu|rho|sigma|tau|"
+    r"angle|measuredangle|triangle|overline|overrightarrow|vec|hat|widehat|frac|dfrac|tfrac|sin|cos|tan|cot|sec|"
+    r"csc|log|ln|lvert|rvert|vert|mid|text|mathrm|operatorname|mathbf|mathit|left|right|\{|\}|\|)(?![a-zA-Z])"
+)
 _UNITS = {
     "cm", "mm", "km", "inch", "inches", "ft", "foot", "feet", "yd", "yard", "yards", "mile",
     "miles", "meter", "meters", "metre", "metres", "centimeter", "centimeters", "kilometer", "kilometers",
@@ -178,7 +214,7 @@ _UNITS = {
 }
 _SQUARED = re.compile(r"\^\s*\{?[23]\}?\s*$")
 _GLUED_UNIT = re.compile(r"^([\d.]*\d)([a-zA-Z]+)$")
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")  # 0,111 is no thousands number
 _INT = re.compile(r"^[+-]?\d+$")
 _DECIMAL = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+)$")
 _FRAC = re.compile(r"^(?P<sign>[+-]?)\\frac\{(?P<num>[+-]?\d+)\}\{(?P<den>[+-]?\d+)\}$")
@@ -243,10 +279,14 @@ def _strip_units(s: str) -> str:
     return head
 
 
-def clean_answer(text: str) -> str:
+def clean_answer(text: str, keep_relations: bool = False) -> str:
     """Semantic normalisation that keeps spaces (the form handed to math-verify): delimiters, text wrappers,
-    units, degrees, percent, dollars, `x =` prefixes and LaTeX spelling variants removed or unified."""
+    units, degrees, percent, dollars, labels (`x =`, `AB =`, `f(x) =`, see strip_label) and LaTeX spelling
+    variants removed or unified. `keep_relations` keeps labels and equations whole: math-verify needs
+    `y = 2x + 3` itself to compare it with the implicit `2x - y + 3 = 0`."""
     s = _strip_delimiters(text)
+    # `10,\!080` and `14{,}916` are thousands separators: written without the space that makes `32, 349` a list
+    s = re.sub(r"(?<=\d)(?:,\\!|\{,\})\s*(?=\d{3}(?!\d))", ",", s)
     s = _unwrap_commands(s, _TEXT_CMDS)
     s = s.replace("\\left", "").replace("\\right", "").replace("\\bigl", "").replace("\\bigr", "")
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
@@ -255,7 +295,7 @@ def clean_answer(text: str) -> str:
     s = _PERCENT.sub("", s)
     s = _DOLLARS.sub("", s)
     s = _strip_units(s.strip())
-    s = _ASSIGN.sub("", s) if s.count("=") <= 1 else s
+    s = s if keep_relations else strip_label(s)
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)  # \frac12, \frac 59
     s = re.sub(r"\\frac\s*(\d)\s*\{", r"\\frac{\1}{", s)  # \frac9{19}
     s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)  # \frac{1}2
@@ -263,6 +303,58 @@ def clean_answer(text: str) -> str:
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)  # 4210_{5} -> 4210_5
     s = re.sub(r"\^\{(\w)\}", r"^\1", s)  # x^{2} -> x^2
     return _strip_delimiters(s).strip()
+
+
+def _split_relations(s: str) -> tuple[list[str], list[str]]:
+    """(parts, signs) of `s` cut at the relation signs outside brackets: `x = 5+1 = 6` -> ([x, 5+1, 6], [=, =])."""
+    parts, signs, depth, start = [], [], 0, 0
+    for m in re.finditer(r"[([{]|[)\]}]|" + _RELATION.pattern, s):
+        token = m.group(0)
+        if token in "([{":
+            depth += 1
+        elif token in ")]}":
+            depth -= 1
+        elif depth == 0:
+            parts.append(s[start : m.start()].strip())
+            signs.append(token)
+            start = m.end()
+    parts.append(s[start:].strip())
+    return parts, signs
+
+
+def is_label(s: str) -> bool:
+    """Whether the left-hand side of an answer names the quantity rather than computes it: `x`, `AB`, `|AB|`,
+    `A:B`, `f(x)`, `a_{10}`, `\\frac{NO}{BO}`, `\\angle ABC`, `(p,q,r)`. Digits and operators make it an
+    expression (`2x - y + 3`), whose equation the grader must not cut in two."""
+    s = re.sub(r"_\{[^{}]*\}|_\w", "", s)  # subscripts: a_1, S_{10}
+    s = re.sub(r"(?<=[A-Za-z])\([^()]*\)", "", s)  # function arguments: f(2), P(A)
+    rest = _LABEL_TOKEN.sub("", s)
+    return not rest and bool(re.search(r"[A-Za-z]", s))
+
+
+def strip_label(s: str) -> str:
+    """The value of a labelled or chained answer: `AB = 4`, `|AB| = 4`, `f(x) = 4`, `x \\approx 4`, `n = 2 + 2 = 4`
+    and `5 - 1 = 4` all -> `4`; `x = \\frac{1}{3} \\approx 0.33` -> `\\frac{1}{3}` (the exact value, not its
+    approximation); `x \\in [1,2]` -> `[1,2]`. An equation whose left side is an expression in variables
+    (`2x - y + 3 = 0`, `0 = x - 1`) is kept whole, and so is a list (`x=1, y=2`: items are read one by one)."""
+    if "=" not in s and "\\approx" not in s and "≈" not in s and "\\in" not in s:
+        return s
+    parts, signs = _split_relations(s)
+    if len(parts) < 2 or not all(parts) or len(_split_top_level(s)) > 1:
+        return s
+    if any(sign.startswith("\\in") for sign in signs[1:]):
+        return s  # `x = y \\in ...`: not a label
+    constant_chain = all(as_value(_squash(p)) is not None for p in parts)
+    if not (is_label(parts[0]) or constant_chain):
+        return s
+    signs = ["\\approx" if sign == "≈" else sign for sign in signs]  # models write both
+    if "\\approx" in signs and signs[0] != "\\approx":
+        return parts[signs.index("\\approx")]  # the exact value the approximation follows
+    return parts[-1]
+
+
+def _squash(s: str) -> str:
+    return re.sub(r"\s+", "", s)
 
 
 _WHITESPACE = re.compile(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+")
@@ -273,8 +365,9 @@ def normalize_answer(text: str) -> str:
     """The canonical string of an answer: `clean_answer` without any whitespace, thousands separators,
     zero padding or choice parentheses; equal strings mean equal answers (the converse needs more work)."""
     # drop all whitespace but the space that ends a command before a letter: `\\cot x` must not become `\\cotx`
-    s = _WHITESPACE.sub(lambda m: m.group(1) + " " if m.group(1) else "", clean_answer(text))
-    if _THOUSANDS.match(s):
+    clean = clean_answer(text)
+    s = _WHITESPACE.sub(lambda m: m.group(1) + " " if m.group(1) else "", clean)
+    if _THOUSANDS.match(s) and not re.search(r",\s", clean):  # `32, 349` is a list of two numbers
         s = s.replace(",", "")
     if _INT.match(s):
         return str(int(s))  # AIME's "025" is 25; "+5" is 5
@@ -528,8 +621,9 @@ def expressions_equal(pred: str, gold: str) -> bool | None:
 
 def _numbers_equal(a: tuple[Fraction | complex, bool], b: tuple[Fraction | complex, bool]) -> bool:
     """Exact for rationals; a decimal matches to 6 places, as math-verify rounds (3.210 = 3.21, 0.333333 = 1/3,
-    but 0.33 != 1/3 and 3.14159 != pi); other irrationals within a relative 1e-9, far below any difference
-    between two distinct contest answers."""
+    but 0.33 != 1/3 and 3.14159 != pi), and also within a relative 1e-4 (about 4 significant digits): 6 fixed
+    places alone call 0.0000671 equal to 0.0000672 (math-verify does), while 0.00199 = 2/1005 still holds.
+    Other irrationals within a relative 1e-9, far below any difference between two distinct contest answers."""
     x, y = a[0], b[0]
     if x == y:
         return True
@@ -539,7 +633,8 @@ def _numbers_equal(a: tuple[Fraction | complex, bool], b: tuple[Fraction | compl
     if not (cmath.isfinite(x) and cmath.isfinite(y)):
         return False
     if a[1] or b[1]:
-        return round(x.real, 6) == round(y.real, 6) and round(x.imag, 6) == round(y.imag, 6)
+        places = round(x.real, 6) == round(y.real, 6) and round(x.imag, 6) == round(y.imag, 6)
+        return places and abs(x - y) <= 1e-4 * max(abs(x), abs(y))
     return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
 
 
@@ -557,15 +652,35 @@ def _split_top_level(s: str) -> list[str]:
     return parts
 
 
+def _encloses(s: str) -> bool:
+    """Whether the bracket that opens `s` is the one that closes it: `(1,2)`, not `(1,2),(3,4)` or `(0,9)\\cup(9,36)`."""
+    depth = 0
+    for i, c in enumerate(s):
+        depth += 1 if c in "([{" else -1 if c in ")]}" else 0
+        if depth == 0:
+            return i == len(s) - 1
+    return False
+
+
 def _as_collection(s: str) -> tuple[str, list[str]] | None:
     """(kind, items) of a tuple/interval ("ordered" plus its brackets), or of a set or bare list ("set")."""
-    if s.startswith("\\{") and s.endswith("\\}"):
+    if s.startswith("\\{") and s.endswith("\\}") and _encloses(s[1:]):
         return "set", _split_top_level(s[2:-2])
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
         items = _split_top_level(s[1:-1])
         return ("ordered" + s[0] + s[-1], items) if len(items) >= 2 and all(items) else None
     items = _split_top_level(s)
-    return ("set", items) if len(items) >= 2 and all(items) else None
+    return ("set", _same_label_values(items)) if len(items) >= 2 and all(items) else None
+
+
+def _same_label_values(items: list[str]) -> list[str]:
+    """`x=1, x=-2` -> `1, -2`: the roots of one unknown. Items under different labels (`x=1, y=2`) stay as they
+    are: they make a point, not a set, and are left to math-verify."""
+    split = [_split_relations(x) for x in items]
+    if all(len(parts) == 2 and signs == ["="] and is_label(parts[0]) for parts, signs in split):
+        if len({parts[0] for parts, _ in split}) == 1:
+            return [parts[1] for parts, _ in split]
+    return items
 
 
 def _numeric_collection(s: str) -> tuple[str, list[tuple[Fraction, bool]]] | None:
@@ -577,7 +692,8 @@ def _numeric_collection(s: str) -> tuple[str, list[tuple[Fraction, bool]]] | Non
     if coll[0] == "set" and any("\\pm" in x for x in items):
         items = [y for x in items for y in ([x.replace("\\pm", "+", 1), x.replace("\\pm", "-", 1)]
                                             if x.count("\\pm") == 1 else [x])]
-    numbers = [as_value(x) for x in items]
+    # an item is a constant or a tuple of constants: `(2,2),(6,2)` is a set of two points
+    numbers = [as_value(x) or (_numeric_collection(x) if x[:1] in "([" and _encloses(x) else None) for x in items]
     return (coll[0], numbers) if all(numbers) else None
 
 
@@ -586,14 +702,21 @@ def _collections_equal(a: tuple[str, list], b: tuple[str, list]) -> bool:
         return False
     if a[0] == "set":
         return _same_multiset(a[1], b[1])
-    return a[0] == b[0] and all(_numbers_equal(x, y) for x, y in zip(a[1], b[1], strict=True))
+    return a[0] == b[0] and all(_items_equal(x, y) for x, y in zip(a[1], b[1], strict=True))
+
+
+def _items_equal(x: tuple, y: tuple) -> bool:
+    """Two collection items: constants (value, decimal) or collections (kind, items), never one of each."""
+    if isinstance(x[1], list) or isinstance(y[1], list):
+        return isinstance(x[1], list) and isinstance(y[1], list) and _collections_equal(x, y)
+    return _numbers_equal(x, y)
 
 
 def _same_multiset(xs: list, ys: list) -> bool:
     """Unordered comparison of values (complex ones cannot be sorted): match each x to an unused equal y."""
     unused = list(ys)
     for x in xs:
-        match = next((i for i, y in enumerate(unused) if _numbers_equal(x, y)), None)
+        match = next((i for i, y in enumerate(unused) if _items_equal(x, y)), None)
         if match is None:
             return False
         unused.pop(match)
@@ -629,6 +752,8 @@ def cheap_verdict(pred: str, gold: str) -> tuple[bool, str] | None:
         same = expressions_equal(pred, gold)
         if same is not None:
             return same, "numeric"
+    if _RELATION.search(pred + gold):
+        return None  # an equation left whole (`2x - y + 3 = 0`): only math-verify can say it is not the answer
     if (a and _varies(gold)) or (b and _varies(pred)):
         return False, "numeric"  # a constant against an expression in x, or against an interval/union/tuple
     return None
@@ -838,18 +963,45 @@ def _remember(key: tuple[str, str], verdict: tuple[bool, str]) -> tuple[bool, st
 
 def _symbolic_verdict(pred: str, gold: str, timeout: float) -> tuple[bool, str]:
     with _pool().judge() as judge:
+        p, g = clean_answer(pred), clean_answer(gold)
+        if _RELATION.search(p + g) or _relabelled(pred, gold):
+            # an equation is left on one side: math-verify compares it with the other side's own equation
+            # (`2x - y + 3 = 0` with `y = 2x + 3`), which stripping `y =` from the reference would have lost
+            p, g = clean_answer(pred, keep_relations=True), clean_answer(gold, keep_relations=True)
         try:
-            ok = judge.ask(clean_answer(pred), clean_answer(gold), timeout)
+            ok = judge.ask(p, g, timeout)
         except RuntimeError:
             return False, "error"
     return (False, "timeout") if ok is None else (ok, "symbolic")
+
+
+def _relabelled(pred: str, gold: str) -> bool:
+    """Both sides are equations in variables under different labels (`x = 2y + 3` against `y = (x - 3)/2`): their
+    right-hand sides alone cannot tell that the lines are the same, so the pair is compared as equations."""
+    if "=" not in pred or "=" not in gold:
+        return False
+    split = [_split_relations(clean_answer(x, keep_relations=True)) for x in (pred, gold)]
+    if not all(len(parts) == 2 and signs == ["="] and is_label(parts[0]) for parts, signs in split):
+        return False
+    # `x = 5` against `y = 5`: a value under another name is still the value asked for (as before)
+    constants = all(as_value(normalize_answer(parts[1])) is not None for parts, _ in split)
+    return not constants and _squash(split[0][0][0]) != _squash(split[1][0][0])
+
+
+def _pair_key(pred: str, gold: str) -> tuple[str, str]:
+    """The cache key and the cheap path's input: both answers normalised; relabelled equations keep their
+    labels (their key then holds `=`, so the cheap path leaves them to the judge, and the cache keeps them
+    apart from the bare values)."""
+    if _relabelled(pred, gold):
+        return _squash(clean_answer(pred, keep_relations=True)), _squash(clean_answer(gold, keep_relations=True))
+    return normalize_answer(pred), normalize_answer(gold)
 
 
 def judge_pair(pred: str | None, gold: str, timeout: float = 5.0) -> tuple[bool, str]:
     """(equivalent, method): the cheap path, then the cache, then a judge process."""
     if pred is None or not pred.strip():
         return False, "no_answer"
-    key = (normalize_answer(pred), normalize_answer(gold))
+    key = _pair_key(pred, gold)
     cheap = cheap_verdict(*key)
     if cheap is not None:
         return cheap
@@ -885,7 +1037,7 @@ def equivalent_many(
         if pred is None or not pred.strip():
             results[i] = (False, "no_answer")
             continue
-        key = (normalize_answer(pred), normalize_answer(gold))
+        key = _pair_key(pred, gold)
         results[i] = cheap_verdict(*key) or _CACHE.get(key)
         if results[i] is None:
             pending.setdefault(key, []).append(i)
