@@ -98,7 +98,9 @@ def test_generate_gives_up_on_requests_in_flight_when_the_grace_is_spent(tmp_pat
     wait_for(lambda: server_stats(url).get("timeout", 0) >= 4, proc, what="4 requests at the server")
     status, took, _, stderr = terminate(proc)
     assert status == 143, stderr[-2000:]
-    assert took < 4 + 2, f"exited {took:.1f} s after SIGTERM with --stop-grace 4"
+    # it gave up: the hung requests would hold it 120 s; the margin over the grace is for a loaded machine's
+    # interpreter teardown, not a speed claim
+    assert took < 4 + 20, f"exited {took:.1f} s after SIGTERM with --stop-grace 4"
     assert "grace of" in stderr and "left for the re-run" in stderr, stderr
     assert read_manifest(out)["status"] == "interrupted" and read_manifest(out)["counts"]["rows"] == 0
 
@@ -189,7 +191,8 @@ def test_eval_sigterm_keeps_finished_tasks_and_the_resumed_run_matches_an_unbrok
                                                                                         shared_data):
     def args(out: Path) -> list[str]:
         return ["eval", "--model", tiny_model, "--tasks", "aime24,math500", "--backend", "hf", "--limit", "2",
-                "--samples", "2", "--max-tokens", "8", "--data-dir", shared_data, "--out", out]
+                # 48 tokens: math500 takes long enough that the poll sees aime24 done alone (8 left a 50 ms window)
+                "--samples", "2", "--max-tokens", "48", "--data-dir", shared_data, "--out", out]
 
     def tasks_done(out: Path) -> set[str]:
         path = out / "results.json"
@@ -202,7 +205,7 @@ def test_eval_sigterm_keeps_finished_tasks_and_the_resumed_run_matches_an_unbrok
     wait_for(lambda: tasks_done(out) == {"aime24"}, proc, what="the first task")
     status, took, _, stderr = terminate(proc)
     assert status == 143, stderr[-3000:]
-    assert took < 10, f"took {took:.1f} s to stop"
+    assert took < 60, f"took {took:.1f} s to stop"  # a hang guard: it stops within the sample in hand
     assert read_manifest(out)["status"] == "interrupted" and tasks_done(out) == {"aime24"}
     assert "math500" in stderr.splitlines()[-1]  # what the re-run will do
 
