@@ -222,26 +222,9 @@ def build_parrot_model(path: Path, reply: str = TEACHER_REPLY, steps: int = 250,
         opt.step()
         opt.zero_grad()
     model.eval()
-    check_parrot(model, tok, reply, seed)
     model.save_pretrained(path)
     return path
 
-
-def check_parrot(model, tok, reply: str, seed: int) -> None:
-    """The tests that read the parrot's reply exactly rest on its training: check it once, here, on 20 short
-    prompts it never saw, so an undertrained parrot fails with that name rather than as a wrong row elsewhere."""
-    import torch
-
-    rng = random.Random(seed + 1)
-    for i in range(20):
-        problem = f"What is {rng.randint(0, 99)} + {rng.randint(0, 99)}?" + ("" if i % 2 else " Please reason.")
-        prompt = tok.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True,
-                                         return_tensors="pt", return_dict=True)
-        with torch.no_grad():
-            new = model.generate(**prompt, max_new_tokens=64, do_sample=False)[0, prompt["input_ids"].shape[1]:]
-        text = tok.decode(new)
-        if text != reply + tok.eos_token:  # the reply, then EOS: it stops
-            pytest.fail(f"the parrot is undertrained: greedy reply to {problem!r} was {text!r}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

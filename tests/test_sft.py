@@ -128,31 +128,21 @@ def test_tiny_recipe_trains_end_to_end_from_curate_output(trained, curate_dir):
 
 @pytest.mark.slow
 def test_trained_student_stops_with_eos(trained):
-    """A student trained on short traces ends its answer with EOS, prompted the way eval prompts it (chat template
-    with the generation prompt, which already ends in <think>\n). Read teacher-forced on answers it has not seen,
-    not from a sampled or greedy continuation: what the model predicts at the two places that matter (after the
-    reasoning, after the answer), so the verdict does not hang on every other token of a tiny model's decoding."""
-    import torch
+    """A student trained a few hundred steps on short traces ends its answer with EOS, prompted the way eval
+    prompts it (chat template with the generation prompt, which already ends in <think>\\n)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out, _, _ = trained
     model = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
-    think_close = tok("</think>", add_special_tokens=False)["input_ids"]
     for a, b in [(12, 30), (7, 41), (25, 25)]:
-        messages = example(a, b)
-        prompt = tok.apply_chat_template(messages[:1], add_generation_prompt=True, tokenize=False)
-        assert prompt.endswith("<think>\n")
-        reasoning, answer = messages[1]["content"].removeprefix("<think>\n").split("</think>")
-        ids = tok(prompt + reasoning, add_special_tokens=False)["input_ids"]
-        after_reasoning = len(ids)
-        ids += think_close + tok(answer, add_special_tokens=False)["input_ids"]
-        after_answer = len(ids)
-        with torch.no_grad():
-            probs = model(torch.tensor([ids + [tok.eos_token_id]])).logits[0].softmax(-1)
-        # the reasoning is closed by </think> (its first token), and the boxed answer is followed by EOS
-        assert probs[after_reasoning - 1].argmax().item() == think_close[0], tok.decode(probs[after_reasoning - 1].argmax())
-        assert probs[after_answer - 1, tok.eos_token_id] > 0.5, probs[after_answer - 1, tok.eos_token_id].item()
+        prompt = tok.apply_chat_template(example(a, b)[:1], add_generation_prompt=True, return_tensors="pt",
+                                         return_dict=True)
+        assert tok.decode(prompt["input_ids"][0]).endswith("<think>\n")
+        new = model.generate(**prompt, max_new_tokens=120, do_sample=False)[0, prompt["input_ids"].shape[1]:]
+        assert tok.eos_token_id in new.tolist(), tok.decode(new)
+        text = tok.decode(new)
+        assert "</think>" in text and "\\boxed{" in text, text
 
 
 @pytest.mark.slow
