@@ -14,8 +14,8 @@ import sys
 
 import typer
 
-from distill.config import help_for
-from distill.generate import GenerateConfig
+from distill.core.config import help_for
+from distill.generate.config import GenerateConfig
 
 app = typer.Typer(
     name="distill",
@@ -29,7 +29,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from distill import __version__
+        from distill._version import __version__
 
         print(f"distill {__version__}")
         raise typer.Exit()
@@ -49,7 +49,7 @@ LOG_JSON_HELP = "Also write the progress and the summary as JSON lines to this f
 
 
 def _log_json(path: str | None) -> None:
-    from distill.log import set_json_log
+    from distill.core.log import set_json_log
 
     set_json_log(path)
 
@@ -106,7 +106,7 @@ def generate(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Generate teacher traces for a prompt set (resumable: re-run the same command after a crash)."""
-    from distill.config import load_config
+    from distill.core.config import load_config
     from distill.generate import generate as run
 
     _log_json(log_json)
@@ -123,7 +123,7 @@ def teachers() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from distill.teachers import TEACHERS
+    from distill.core.teachers import TEACHERS
 
     table = Table(title="teachers (distill generate --teacher NAME)", title_justify="left")
     for col in ("name", "model", "reasoning", "T / top-p", "max tokens", "serving (GPU: TPxPP, nodes)"):
@@ -138,7 +138,7 @@ def teachers() -> None:
 
 
 def _cur(name: str) -> str:
-    from distill.curate import CurateConfig
+    from distill.curate.config import CurateConfig
 
     return help_for(CurateConfig, name)
 
@@ -166,9 +166,9 @@ def curate(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Filter teacher traces into an SFT dataset: verify answers, filter, dedup, decontaminate (resumable)."""
-    from distill.config import load_config
-    from distill.curate import CurateConfig
+    from distill.core.config import load_config
     from distill.curate import curate as run
+    from distill.curate.config import CurateConfig
 
     _log_json(log_json)
     values = {"src": src, "out": out, "eval_data_dir": eval_data_dir, "tokenizer": tokenizer, "num_proc": num_proc,
@@ -188,7 +188,8 @@ def sft_command(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Fine-tune a student on curated traces; resumes from the last checkpoint when re-run."""
-    from distill.sft import load_recipe, sft
+    from distill.sft import sft
+    from distill.sft.recipe import load_recipe
 
     _log_json(log_json)
     overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
@@ -196,7 +197,7 @@ def sft_command(
 
 
 def _ev(name: str) -> str:
-    from distill.evaluate import EvalConfig
+    from distill.eval.config import EvalConfig
 
     return help_for(EvalConfig, name)
 
@@ -237,9 +238,9 @@ def evaluate(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Evaluate a model on AIME / MATH-500 under the R1 protocol and report it beside the published numbers."""
-    from distill.config import load_config
-    from distill.evaluate import EvalConfig
-    from distill.evaluate import evaluate as run
+    from distill.core.config import load_config
+    from distill.eval import evaluate as run
+    from distill.eval.config import EvalConfig
 
     _log_json(log_json)
     values = {k: v for k, v in locals().items()
@@ -251,7 +252,7 @@ def evaluate(
 
 
 def _demo(name: str) -> str:
-    from distill.demo import DemoConfig
+    from distill.demo.config import DemoConfig
 
     return help_for(DemoConfig, name)
 
@@ -272,9 +273,9 @@ def demo(
     """Run generate -> curate -> sft -> eval offline on a built-in task: traces vs answers-only vs untrained."""
     import os
 
-    from distill.config import load_config
-    from distill.demo import DemoConfig
+    from distill.core.config import load_config
     from distill.demo import demo as run
+    from distill.demo.config import DemoConfig
 
     # Before torch starts OpenMP: idle threads sleep instead of spinning, which keeps a busy shared CPU
     # (other jobs, CI neighbours) from slowing every tiny matrix product several-fold.
@@ -287,7 +288,7 @@ def demo(
 
 
 def _plan(name: str) -> str:
-    from distill.plan import PlanConfig
+    from distill.plan.config import PlanConfig
 
     return help_for(PlanConfig, name)
 
@@ -314,10 +315,10 @@ def plan(
     the student fits, every assumption with its source, and the commands to launch it. Writes nothing."""
     import json
 
-    from distill.config import load_config
-    from distill.plan import PlanConfig
+    from distill.core.config import load_config
     from distill.plan import plan as run
-    from distill.plan_report import print_plan
+    from distill.plan.config import PlanConfig
+    from distill.plan.report import print_plan
 
     values = {"teacher": teacher, "prompts": prompts, "samples": samples, "student": student, "gpu": gpu,
               "nodes": nodes, "gpus_per_node": gpus_per_node, "price_per_gpu_hour": price_per_gpu_hour,
@@ -349,8 +350,8 @@ class _HubRetryNotices:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
-    from distill.errors import DistillError, Interrupted
-    from distill.log import filter_library_log, hide_library_bars, is_main_process
+    from distill.core.errors import DistillError, Interrupted
+    from distill.core.log import filter_library_log, hide_library_bars, is_main_process
 
     hide_library_bars()  # before torch, transformers, datasets are imported
     for name in ("huggingface_hub.utils._http", "huggingface_hub.hf_api"):

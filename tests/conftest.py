@@ -102,7 +102,7 @@ def smollm2_gguf() -> Path:
 @pytest.fixture(scope="session")
 def smollm2(smollm2_gguf) -> Path:
     """The GGUF file converted once for this session: a transformers directory (LlamaForCausalLM, 134.5M)."""
-    from distill.model_source import local_model
+    from distill.core.model_source import local_model
 
     return Path(local_model(str(smollm2_gguf)))
 
@@ -225,7 +225,7 @@ def finished_ids(out: Path) -> set[str]:
     """Ids a generate OUT holds: committed shards plus the complete lines of its crash journal."""
     import json
 
-    from distill.io import read_shards
+    from distill.core.io import read_shards
 
     shards = read_shards(out / "traces", columns=["id"])
     ids = set(shards.column("id").to_pylist()) if shards.num_rows else set()

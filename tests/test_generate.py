@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import TEACHER_REPLY, run_cli
 
-from distill.io import read_manifest, read_shards, shard_paths
-from distill.schema import TRACE, validate
-from distill.teachers import R1_PROMPT_SUFFIX
+from distill.core.io import read_manifest, read_shards, shard_paths
+from distill.core.schema import TRACE, validate
+from distill.core.teachers import R1_PROMPT_SUFFIX
 
 
 def write_prompts(path, n=5, **extra):

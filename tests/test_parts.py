@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, TEACHER_REPLY, run_cli
 
-from distill.io import read_manifest, read_shards, shard_paths
-from distill.parts import Part, parse_part, part_of
+from distill.core.io import read_manifest, read_shards, shard_paths
+from distill.generate.parts import Part, parse_part, part_of
 
 N, K = 3, 2
 

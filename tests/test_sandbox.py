@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from distill.code_grader import extract_code, grade_programs, parse_tests
-from distill.errors import DistillError
-from distill.sandbox import Job, Limits, check_sandbox, run_many
+from distill.core.errors import DistillError
+from distill.grading.programs import extract_code, grade_programs, parse_tests
+from distill.grading.sandbox import Job, Limits, check_sandbox, run_many
 
 
 def sandbox_problem() -> str | None:

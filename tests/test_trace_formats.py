@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
 
-from distill.trace_formats import problem_hash
+from distill.curate.formats import problem_hash
 
 THINK_OK = "<think>\nWe add the two numbers: {a} plus {b} is {c}. Checking by subtraction, {c} minus {b} is {a}.\n</think>"
 
@@ -308,7 +308,7 @@ def _trace_missing_column(tmp: Path) -> Path:
         (_flat_file, ["--answer-field", "gold"], "has no 'gold' field (fields: problem, completion); fix --answer-field"),
         (_flat_file, ["--input-format", "sharegpt"], "unknown --input-format 'sharegpt'; choose from trace, flat"),
         (_nothing_known, [], "matches no input format (columns: text, score)"),
-        (_trace_missing_column, [], "missing column(s) completion (the record schemas are in distill/schema.py)"),
+        (_trace_missing_column, [], "missing column(s) completion (the record schemas are in distill/core/schema.py)"),
         (lambda tmp: "no-such-org/no-such-traces", [], "could not load traces 'no-such-org/no-such-traces'"),
     ],
 )
@@ -328,8 +328,9 @@ def test_hub_dataset_id(tmp_path, shared_data, monkeypatch):
     datasets.Dataset (what datasets.load_dataset returns), everything after it is the real stage."""
     import datasets
 
-    from distill import trace_formats
-    from distill.curate import CurateConfig, curate
+    from distill.curate import curate
+    from distill.curate import formats as trace_formats
+    from distill.curate.config import CurateConfig
 
     dataset = datasets.Dataset(openr1_table())
     calls = []

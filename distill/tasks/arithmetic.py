@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from distill.errors import DistillError
+from distill.core.errors import DistillError
 
 Split = Literal["train", "test"]
 SOURCE = "distill-arithmetic"

@@ -47,8 +47,8 @@ STUDENT_CONFIG: dict[str, Any] = {
 
 def tokenizer_corpus() -> list[str]:
     """Text the BPE merges are learned from: the task's prompts and traces in the chat layout."""
+    from distill.core.teachers import R1_PROMPT_SUFFIX
     from distill.tasks.arithmetic import SumTask, completion_text, parse_problem, solve
-    from distill.teachers import R1_PROMPT_SUFFIX
 
     texts = []
     for digits, terms in ((1, 10), (2, 8)):

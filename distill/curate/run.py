@@ -1,0 +1,590 @@
+"""Stage 2, `distill curate`: teacher traces -> the SFT dataset, by rejection sampling and filtering.
+
+    distill curate runs/gen --out runs/data [--config recipes/curate/r1_math.yaml] [--set too_long.max_tokens=16384]
+    curate(CurateConfig(src="runs/gen", out="runs/data", eval_data_dir="../shared/data"))
+
+Reads a generate directory (its `traces/` shards and manifest), a directory of trace shards, or one
+.parquet/.jsonl file in the TRACE schema; or a published trace set (files, a directory, a hub dataset id) in one
+of the input formats of distill/curate/formats.py, mapped onto TRACE as it is read. Writes `OUT/data/train-%05d.parquet` (SFT_EXAMPLE schema; loads with
+`datasets.load_dataset(OUT)`), `OUT/rejected.parquet` (id, prompt_id, reason, detail for every dropped row),
+`OUT/curation_report.json`, the dataset card `OUT/README.md` with `OUT/token_lengths.png`, and `OUT/manifest.json`.
+
+How it scales: the input is cut into work units (a shard, or ~unit_rows rows of a big file). Worker processes
+run the row filters on one unit at a time and stage its survivors under `OUT/.curate/`; a unit is committed by
+its stats file, written last, so a killed run resumes without redoing finished units. Only small columns
+(ids, hashes, token counts, prompt MinHashes) of the survivors are then held at once, for the set filters
+(duplicates, per-prompt cap), before the survivors are copied into the output shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.core.config import to_dict
+from distill.core.errors import DistillError, Interrupted
+from distill.core.preempt import StopOnSignal
+from distill.curate.config import CurateConfig
+from distill.curate.filters import (
+    FILTERS,
+    DuplicateParams,
+    PerPromptCapParams,
+)
+
+WORK = ".curate"
+# trace columns curate reads; the rest of TRACE (sample, model, ...) is not needed and may be absent
+REQUIRED = ("id", "prompt_id", "completion", "finish_reason")
+OPTIONAL = ("problem", "answer", "source", "messages", "teacher", "prompt_tokens", "completion_tokens",
+            "tests", "entry_point", "language")  # the last three: code rows (schema.CODE)
+# curate's own outputs in OUT, removed by --force (nothing else there is touched)
+OUTPUTS = ("data", "rejected.parquet", "curation_report.json", "README.md", "token_lengths.png", "manifest.json", WORK)
+
+
+def run(cfg: CurateConfig) -> Path:
+    from distill.core.io import DirLock, now, write_manifest
+    from distill.core.log import get_logger
+
+    started = now()
+    # ---------------------------------------------------------------- inputs and the work plan
+    source = find_source(cfg.src, cfg.split, cfg.subset, cfg.allow_incomplete)
+    source.layout = input_layout(source, cfg)
+    out = Path(cfg.out)
+    check_out(out, source)
+    with DirLock(out, "distill curate"), StopOnSignal(what="the work units in hand") as stop:
+        plan = make_plan(out, cfg, source)
+        if plan is None:
+            report = json.loads((out / "curation_report.json").read_text())
+            print_curate_summary(out, report, already_done=True)
+            return out
+        if source.layout.format != "trace":  # said once, when the work starts: what was detected, how it maps
+            get_logger().info(source.layout.describe())
+        manifest = dict(stage="curate", config=to_dict(cfg), inputs=source.lineage_inputs, started_at=started,
+                        extra={"input_fingerprint": plan["fingerprint"], "input": input_record(source.layout)})
+        write_manifest(out, status="running", **manifest)
+        # ------------------------------------------------------------ row filters, in parallel, resumable
+        unit_stats = run_units(out, cfg, plan, stop)
+        if stop.requested:  # the finished units are committed: the re-run picks up from them
+            stop_curate(out, manifest, plan, unit_stats, stop.signum)
+        # ------------------------------------------------------------ set filters over the survivors
+        selection = select(out, cfg, plan)
+        if stop.requested:
+            stop_curate(out, manifest, plan, unit_stats, stop.signum)
+        # ------------------------------------------------------------ output, report, card
+        lengths = write_dataset(out, cfg, plan, selection)
+        report = build_report(cfg, source, plan, unit_stats, selection, lengths, started)
+        write_card(out, cfg, source, report, lengths)
+        write_manifest(out, status="complete", counts=report["counts"], **manifest)
+        shutil.rmtree(out / WORK, ignore_errors=True)
+    print_curate_summary(out, report)
+    return out
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass
+class Source:
+    files: list[Path]
+    generate_dir: Path | None  # the generate stage directory, when there is one (lineage, provenance)
+    lineage_inputs: list[str]
+    hub: Any = None  # a hub dataset (datasets.Dataset), written to parquet in OUT/.curate when planned
+    layout: Any = None  # trace_formats.Layout: the input format and its field mapping
+
+
+INPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+def find_source(src: str, split: str = "train", subset: str | None = None, allow_incomplete: bool = False) -> Source:
+    """Resolve SRC to its trace files (or a hub dataset); a directory without a manifest only means the lineage
+    says unknown. A generate OUT filled by parts (--part I/N) gives every finished part's shards."""
+    from distill.core.io import read_manifest, shard_paths
+    from distill.generate.parts import is_parted, part_shards
+
+    path = Path(src).expanduser()
+    if path.is_dir() and is_parted(path):  # generate --part I/N: the shards of every complete part
+        return Source(part_shards(path, allow_incomplete), path, [str(path)])
+    if path.is_file():
+        if path.suffix not in INPUT_SUFFIXES:
+            raise DistillError(f"'{src}' is not a .parquet, .jsonl or .json trace file; pass a generate output "
+                               "directory, trace files or a hub dataset id")
+        return Source([path], None, [])
+    if not path.is_dir():
+        from distill.curate.formats import load_hub
+
+        return Source([], None, [], hub=load_hub(src, split, subset))
+    manifest = read_manifest(path)
+    if manifest and manifest.get("stage") not in (None, "generate"):
+        raise DistillError(f"'{src}' holds '{manifest['stage']}' output, not traces; pass a generate directory")
+    shard_dir = path / "traces" if (path / "traces").is_dir() else path
+    # a dataset repo cloned from the hub keeps its files a level down (data/train-*.parquet)
+    files = shard_paths(shard_dir) or sorted(
+        p for p in shard_dir.iterdir() if p.suffix in INPUT_SUFFIXES and not p.name.startswith(".")
+    ) or sorted(p for p in shard_dir.rglob("*") if p.suffix in INPUT_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(shard_dir).parts))
+    if not files:
+        raise DistillError(f"no trace shards in '{src}' (looked for traces/*.parquet, *.parquet, *.jsonl, *.json); "
+                           "run distill generate first or pass a trace file")
+    return Source(files, path if manifest else None, [str(path)] if manifest else [])
+
+
+def check_out(out: Path, source: Source) -> None:
+    from distill.core.io import read_manifest
+
+    resolved = out.resolve()
+    for f in source.files:
+        if resolved == f.resolve().parent or resolved in f.resolve().parents:
+            raise DistillError(f"--out {out} holds the input traces; choose another output directory")
+    manifest = read_manifest(out)
+    if manifest and manifest.get("stage") != "curate":
+        raise DistillError(f"{out} holds '{manifest.get('stage')}' output; choose another --out for curate")
+
+
+def input_layout(source: Source, cfg: CurateConfig):
+    """The input format of SRC and how its fields map onto TRACE (distill/curate/formats.py); distill's own
+    traces are validated against the schema here, before any work starts."""
+    from distill.curate.formats import file_columns, resolve_layout
+
+    validated = source.generate_dir is not None and cfg.input_format is None  # a generate dir holds traces
+    if source.hub is not None:
+        columns = {Path(cfg.src): list(source.hub.column_names)}
+    else:
+        columns = {f: input_columns(f) if validated else file_columns(f) for f in source.files}
+    layout = resolve_layout(columns, cfg)
+    if layout.format == "trace" and not validated:
+        for f in source.files:
+            input_columns(f)
+    return layout
+
+
+def input_record(layout) -> dict[str, Any]:
+    """What the manifest, the report and the card say about the input format."""
+    return {"format": layout.format, "detected": layout.detected, "mapping": layout.mapping(), "fields": layout.fields}
+
+
+def input_columns(path: Path) -> list[str]:
+    """Column names of a trace file (validated: the required ones present, with the right types)."""
+    import pyarrow as pa
+
+    from distill.core.schema import TRACE, validate
+
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        from distill.core.io import read_parquet
+
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowInvalid, OSError):
+            read_parquet(path)  # raises the project's one-line error for an unreadable file
+            raise
+    else:
+        from distill.curate.formats import first_rows
+
+        first = first_rows(path, 1)
+        if not first:
+            raise DistillError(f"trace file '{path}' is empty; pass a file with at least one trace")
+        try:
+            schema = pa.Table.from_pylist(first).schema
+        except (json.JSONDecodeError, pa.ArrowInvalid) as err:
+            raise DistillError(f"{path}:1 is not a valid JSON trace ({err}); fix the file") from None
+    # a numeric reference answer (AIME's 25) is read as text, so it need not be a string column
+    numeric_answer = "answer" in schema.names and (pa.types.is_integer(schema.field("answer").type)
+                                                   or pa.types.is_floating(schema.field("answer").type))
+    expected = pa.schema([TRACE.field(n) for n in REQUIRED + OPTIONAL
+                          if (n in schema.names or n in REQUIRED) and not (n == "answer" and numeric_answer)])
+    validate(schema, expected, str(path), kind="trace")
+    return [n for n in REQUIRED + OPTIONAL if n in schema.names]
+
+
+# ---------------------------------------------------------------- the work plan (and resuming it)
+
+
+def fingerprint(cfg: CurateConfig, files: list[Path], hub: Any = None) -> str:
+    """What decides the staged results: every setting but where things go and how many processes, plus the
+    input files' identity (path, size, modification time), or a hub dataset's own fingerprint."""
+    from distill.core.io import spelled_out
+
+    settings = {k: spelled_out(v) for k, v in to_dict(cfg).items()
+                if k not in ("src", "out", "num_proc", "force", "shard_rows", "dataset_name", "license")}
+    inputs = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    if hub is not None:
+        inputs.append((cfg.src, getattr(hub, "_fingerprint", None), hub.num_rows))
+    return hashlib.sha256(json.dumps([settings, inputs], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | None:
+    """The work units of this run (new, or the interrupted run's); None when OUT already holds this exact
+    result. A different config or input is refused unless --force."""
+    from distill.core.io import read_manifest
+
+    fp = fingerprint(cfg, source.files, source.hub)
+    if cfg.force:
+        for name in OUTPUTS:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    previous = read_manifest(out)
+    if previous and previous.get("input_fingerprint") != fp:
+        raise DistillError(
+            f"{out} holds a curate run made with another config or input; re-run with the same ones to resume, "
+            "use --force to start over, or choose another --out"
+        )
+    if previous and previous.get("status") == "complete" and (out / "curation_report.json").is_file():
+        return None
+    plan_path = out / WORK / "plan.json"
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+        if plan.get("fingerprint") == fp:
+            return plan
+        shutil.rmtree(out / WORK)  # stale staging of a run that never wrote its manifest
+    if source.hub is not None:
+        from distill.curate.formats import write_hub
+
+        source.files = [write_hub(source.hub, out / WORK / "hub")]
+    plan = {"fingerprint": fp, "units": plan_units(source.files, cfg.unit_rows, source.layout)}
+    plan["rows"] = sum(u["rows"] for u in plan["units"])
+    if plan["rows"] == 0:
+        raise DistillError(f"traces '{cfg.src}' hold no rows; nothing to curate")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plan_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(plan))
+    os.replace(tmp, plan_path)
+    return plan
+
+
+def plan_units(files: list[Path], unit_rows: int, layout: Any = None) -> list[dict[str, Any]]:
+    """Cut the input into units of about `unit_rows` rows: groups of parquet row groups, line ranges of jsonl,
+    a whole .json file. Each unit carries the input layout (rows are mapped onto TRACE as they are read)."""
+    from distill.curate.formats import file_columns
+
+    units = []
+    for path in files:
+        if layout is None or layout.format == "trace":
+            columns = input_columns(path)
+        else:
+            columns = [c for c in layout.columns() if c in file_columns(path)]
+        if path.suffix == ".json":
+            from distill.curate.formats import first_rows
+
+            units.append({"file": str(path), "columns": columns, "json": True, "rows": len(first_rows(path))})
+        elif path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+            group: list[int] = []
+            rows = 0
+            for g in range(meta.num_row_groups):
+                group.append(g)
+                rows += meta.row_group(g).num_rows
+                if rows >= unit_rows or g == meta.num_row_groups - 1:
+                    units.append({"file": str(path), "columns": columns, "row_groups": group, "rows": rows})
+                    group, rows = [], 0
+        else:
+            for start, end, rows in jsonl_ranges(path, unit_rows):
+                units.append({"file": str(path), "columns": columns, "bytes": [start, end], "rows": rows})
+    for i, unit in enumerate(units):
+        unit["index"] = i
+        if layout is not None and layout.format != "trace":
+            unit["layout"] = layout.to_dict()
+    return units
+
+
+def jsonl_ranges(path: Path, unit_rows: int) -> list[tuple[int, int, int]]:
+    """(start byte, end byte, non-empty lines) of consecutive blocks of `unit_rows` lines."""
+    ranges, start, pos, rows = [], 0, 0, 0
+    with path.open("rb") as f:
+        for line in f:
+            pos += len(line)
+            rows += bool(line.strip())
+            if rows >= unit_rows:
+                ranges.append((start, pos, rows))
+                start, rows = pos, 0
+    if rows:
+        ranges.append((start, pos, rows))
+    return ranges
+
+
+# ---------------------------------------------------------------- phase A: row filters in worker processes
+
+
+def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any], stop: StopOnSignal | None = None
+              ) -> list[dict[str, Any]]:
+    """Run every unit not yet committed, on `num_proc` processes with a bounded number in flight; return the
+    stats of all units (resumed ones included). On a stop request no unit is started; those running finish."""
+    from distill.core.log import get_logger, progress
+    from distill.curate import worker as worker
+
+    work = out / WORK
+    done = {u["index"]: json.loads(p.read_text()) for u in plan["units"] if (p := stats_path(work, u)).is_file()}
+    todo = [u for u in plan["units"] if u["index"] not in done]
+    if done:
+        get_logger().info(f"resuming: {len(done)} of {len(plan['units'])} work units already done")
+    num_proc = cfg.num_proc or os.cpu_count() or 1
+    has_code = any("tests" in u["columns"] for u in todo)
+    spec = worker.WorkerSpec.build(cfg, has_code, num_proc) if todo else None
+    kill_after = int(os.environ.get("_DISTILL_TEST_KILL_AFTER_UNITS", "0"))  # test hook: simulate kill -9
+    rows_of = {u["index"]: u["rows"] for u in plan["units"]}  # input rows (a row may hold k traces)
+    with progress("curate", total=plan["rows"], unit="rows") as bar:
+        bar.advance(sum(rows_of[i] for i in done))
+        for stats in worker.map_units(spec, todo, str(work), num_proc):
+            done[stats["index"]] = stats
+            bar.advance(rows_of[stats["index"]], tokens=stats["completion_tokens"])
+            if kill_after and len(done) >= kill_after:
+                os.kill(os.getpid(), 9)
+            if stop is not None and stop.requested:
+                break
+    for stats in done.values():
+        stats["resumed"] = stats["index"] not in {u["index"] for u in todo}
+    return [done[u["index"]] for u in plan["units"] if u["index"] in done]
+
+
+def stop_curate(out: Path, manifest: dict[str, Any], plan: dict[str, Any], unit_stats: list[dict[str, Any]],
+                signum: int) -> None:
+    """The manifest of a stopped run (the staged units stay under OUT/.curate/), then Interrupted."""
+    from distill.core.io import write_manifest
+
+    done, total = len(unit_stats), len(plan["units"])
+    write_manifest(out, status="interrupted", counts={"units_done": done, "units": total}, **manifest)
+    raise Interrupted(signum, f"{done:,} of {total:,} work units are committed in {out / WORK}; re-run the same "
+                      "command to finish the rest")
+
+
+def stats_path(work: Path, unit: dict[str, Any]) -> Path:
+    return work / f"unit-{unit['index']:05d}.json"
+
+
+# ---------------------------------------------------------------- phase B: set filters
+
+
+@dataclass
+class Selection:
+    table: dict[str, Any]  # small columns of every staged row, in unit order
+    keep: list[Any] = field(default_factory=list)  # per unit: numpy bool mask over its staged rows
+    dropped: Counter = field(default_factory=Counter)  # set-filter reason -> rows
+    ledger: list[dict[str, str]] = field(default_factory=list)  # rows the set filters dropped
+    examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+
+SMALL_COLUMNS = ["id", "prompt_id", "num_tokens", "completion_key", "teacher", "source", "kind", "task"]
+
+
+def select(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> Selection:
+    """Apply the set filters, in the configured order, over the staged survivors of every unit."""
+    import numpy as np
+
+    from distill.curate import worker as worker
+
+    table = worker.read_staged(out / WORK, plan["units"], SMALL_COLUMNS)
+    sizes = table.pop("_sizes")
+    alive = np.ones(len(table["id"]), dtype=bool)
+    selection = Selection(table=table)
+    for name in (f for f in cfg.filters if FILTERS[f].kind == "set"):
+        params = cfg.params(name)
+        if name == "duplicate":
+            drops = duplicate_rows(out, plan, table, alive, params)
+        else:
+            drops = cap_rows(table, alive, params)
+        for pos, detail in drops:
+            alive[pos] = False
+            record_drop(selection, name, table["id"][pos], table["prompt_id"][pos], detail)
+    bounds = np.cumsum([0] + sizes)
+    selection.keep = [alive[bounds[i] : bounds[i + 1]] for i in range(len(sizes))]
+    return selection
+
+
+def record_drop(selection: Selection, reason: str, row_id: str, prompt_id: str, detail: str) -> None:
+    selection.dropped[reason] += 1
+    entry = {"id": row_id, "prompt_id": prompt_id, "reason": reason, "detail": detail}
+    selection.ledger.append(entry)
+    examples = selection.examples.setdefault(reason, [])
+    if len(examples) < 3:
+        examples.append({"id": row_id, "detail": detail})
+
+
+def duplicate_rows(out: Path, plan: dict[str, Any], table: dict[str, Any], alive, params: DuplicateParams):
+    """Repeated ids, exact duplicate completions, then rows of near-duplicate prompts. Of duplicates the smallest
+    id is kept, whatever the order of the input, so the same traces sharded another way (generate --part I/N, a
+    resumed run) give the same dataset."""
+    from distill.curate import worker as worker
+    from distill.curate.dedup import near_duplicate_prompts
+
+    drops, seen_ids, seen_keys = [], set(), {}
+    for pos in sorted(map(int, alive.nonzero()[0]), key=lambda p: table["id"][p]):  # stable: same ids by position
+        row_id, key = table["id"][pos], int(table["completion_key"][pos])
+        if row_id in seen_ids:
+            drops.append((pos, "repeated id"))
+        elif params.completions and key in seen_keys:
+            drops.append((pos, f"same completion as {seen_keys[key]}"))
+        else:
+            seen_ids.add(row_id)
+            seen_keys.setdefault(key, row_id)
+    if params.prompts:
+        gone = {p for p, _ in drops}
+        live_prompts = {table["prompt_id"][p] for p in map(int, alive.nonzero()[0]) if p not in gone}
+        signatures = sorted(((pid, sig) for pid, sig in worker.read_signatures(out / WORK, plan["units"])
+                             if pid in live_prompts), key=lambda item: item[0])
+        near = near_duplicate_prompts(signatures, params.threshold, params.num_perm)
+        for pos in map(int, alive.nonzero()[0]):
+            pid = table["prompt_id"][pos]
+            if pid in near and pos not in gone:
+                drops.append((pos, f"prompt near-duplicates prompt {near[pid]}"))
+    return sorted(drops)
+
+
+def cap_rows(table: dict[str, Any], alive, params: PerPromptCapParams):
+    from distill.curate.dedup import over_cap
+
+    live = [int(p) for p in alive.nonzero()[0]]
+    rows = [(table["id"][p], table["prompt_id"][p], int(table["num_tokens"][p])) for p in live]
+    dropped = over_cap(rows, params.max_per_prompt, params.strategy, params.seed)
+    return [(live[i], f"more than {params.max_per_prompt} traces of prompt {rows[i][1]} ({params.strategy} kept)")
+            for i in dropped]
+
+
+# ---------------------------------------------------------------- output
+
+
+def write_dataset(out: Path, cfg: CurateConfig, plan: dict[str, Any], selection: Selection):
+    """Copy the selected rows into `data/train-%05d.parquet` (via a temp dir, swapped in at the end) and
+    write `rejected.parquet`; returns the num_tokens of every row written."""
+    from distill.core.log import progress
+    from distill.curate import worker as worker
+
+    tmp = out / WORK / "data"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with progress("write", total=int(sum(k.sum() for k in selection.keep)), unit="examples") as bar:
+        lengths = worker.write_selected(out / WORK, plan["units"], selection.keep, tmp, cfg.shard_rows, bar.advance)
+    shutil.rmtree(out / "data", ignore_errors=True)
+    os.replace(tmp, out / "data")
+    worker.write_ledger(out / WORK, plan["units"], selection.ledger, out / "rejected.parquet")
+    return lengths
+
+
+def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> dict[str, Any]:
+    from distill.core.io import now
+    from distill.curate.card import token_stats
+
+    dropped = Counter()
+    for s in unit_stats:
+        dropped.update(s["dropped"])
+    dropped.update(selection.dropped)
+    rows = sum(s["rows"] for s in unit_stats)
+    kept = len(lengths)
+    counts = {"input_rows": rows, "kept": kept, "dropped": {f: dropped.get(f, 0) for f in cfg.filters}}
+    assert kept + sum(dropped.values()) == rows, f"accounting: {kept} kept + {dict(dropped)} != {rows} rows"
+    assert not set(dropped) - set(cfg.filters), f"a drop reason outside the chain: {dict(dropped)}"
+    examples = merge_examples(unit_stats, selection)
+    total = f"{rows:,} traces (exploded from {plan['rows']:,} input rows)" if plan["rows"] != rows else \
+        f"{rows:,} input rows"
+    return {
+        "counts": counts,
+        "accounting": f"{kept:,} kept + {sum(dropped.values()):,} dropped = {total}",
+        "input": {**input_record(source.layout), "source_rows": plan["rows"], "trace_rows": rows},
+        "source_labels": dict(sum((Counter(s.get("source_labels", {})) for s in unit_stats), Counter())),
+        "chain": cfg.filters,
+        "examples": examples,
+        "decontamination": merge_decontamination(unit_stats, cfg),
+        "grader": dict(sum((Counter(s["grader"]) for s in unit_stats), Counter())),
+        "code": merge_code_report(unit_stats, selection, cfg.filters),
+        "tokens": token_stats(lengths, counted_with(cfg, unit_stats)),
+        "kept_by": merge_kept(selection),
+        "units": {"total": len(unit_stats), "resumed": sum(s.get("resumed", False) for s in unit_stats)},
+        "started_at": started,
+        "finished_at": now(),
+    }
+
+
+def counted_with(cfg: CurateConfig, unit_stats) -> str:
+    if cfg.tokenizer:
+        return f"tokenizer {cfg.tokenizer} (user + assistant turns with its chat-template overhead)"
+    estimated = sum(s["token_estimates"] for s in unit_stats)
+    note = f" (traces without them, {estimated:,} checked: characters / 4)" if estimated else ""
+    return f"estimate: the teacher's prompt_tokens + completion_tokens{note}"
+
+
+def merge_examples(unit_stats, selection: Selection) -> dict[str, list[dict[str, str]]]:
+    examples: dict[str, list[dict[str, str]]] = {}
+    for s in unit_stats:
+        for reason, items in s["examples"].items():
+            examples.setdefault(reason, []).extend(items)
+    for reason, items in selection.examples.items():
+        examples.setdefault(reason, []).extend(items)
+    return {k: v[:3] for k, v in examples.items()}
+
+
+def merge_decontamination(unit_stats, cfg: CurateConfig) -> dict[str, dict[str, Any]]:
+    from distill.curate.dedup import BENCHMARKS
+
+    if "contaminated" not in cfg.filters:
+        return {}
+    table: dict[str, dict[str, Any]] = {}
+    for s in unit_stats:
+        for name, size in s.get("eval_sets", {}).items():
+            table.setdefault(name, {"rows": 0, "prompts": set(), "problems": set(), "size": size})
+        for name, hit in s["contamination"].items():
+            entry = table.setdefault(name, {"rows": 0, "prompts": set(), "problems": set(), "size": hit["size"]})
+            entry["rows"] += hit["rows"]
+            entry["prompts"].update(hit["prompts"])
+            entry["problems"].update(hit["problems"])
+    return {
+        name: {"title": BENCHMARKS[name].title if name in BENCHMARKS else name, "eval_problems": e["size"],
+               "eval_problems_found": len(e["problems"]), "prompts_dropped": len(e["prompts"]), "rows_dropped": e["rows"]}
+        for name, e in table.items()
+    }
+
+
+def merge_kept(selection: Selection) -> dict[str, dict[str, int]]:
+    """Kept rows by teacher, source, kind (reasoning or not) and task (math or code), after the set filters."""
+    import numpy as np
+
+    table, alive = selection.table, np.concatenate(selection.keep) if selection.keep else []
+    return {
+        column: dict(Counter(str(v) if v is not None else "unknown" for v in table[column][alive]).most_common(20))
+        for column in ("teacher", "source", "kind", "task")
+    }
+
+
+def merge_code_report(unit_stats, selection: Selection, filters: list[str]) -> dict[str, Any]:
+    from distill.curate.code_rows import merge_report
+
+    kept = merge_kept(selection)["task"].get("code", 0)
+    return merge_report(unit_stats, kept, filters)
+
+
+def write_card(out: Path, cfg: CurateConfig, source: Source, report: dict[str, Any], lengths) -> None:
+    from distill.curate.card import plot_token_lengths, render_card
+
+    plot_token_lengths(lengths, out / "token_lengths.png")
+    (out / "curation_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (out / "README.md").write_text(render_card(out, cfg, source.generate_dir, report))
+
+
+def print_curate_summary(out: Path, report: dict[str, Any], already_done: bool = False) -> None:
+    from distill.core.log import print_summary
+
+    counts = report["counts"]
+    rows = {"output": str(out / "data"), "input rows": counts["input_rows"], "kept": counts["kept"]}
+    if already_done:
+        rows["status"] = "already complete (use --force to redo)"
+    for reason, n in counts["dropped"].items():
+        rows[f"  dropped: {reason}"] = n
+    rows["accounting"] = report["accounting"]
+    for d in report.get("decontamination", {}).values():
+        rows[f"  contaminated by {d['title']}"] = f"{d['rows_dropped']:,} rows, {d['eval_problems_found']} problems"
+    code = report.get("code") or {}
+    if code:
+        outcomes = ", ".join(f"{k} {v:,}" for k, v in code["outcomes"].items())
+        rows["code rows (kept)"] = f"{code['rows']:,} ({code['kept']:,}): {outcomes}"
+    rows["tokens (median / p95)"] = f"{report['tokens'].get('median', 0):,} / {report['tokens'].get('p95', 0):,}"
+    print_summary("distill curate", rows)
+    if counts["input_rows"] and not counts["kept"]:
+        from distill.core.log import get_logger
+
+        top = max(counts["dropped"].items(), key=lambda kv: kv[1])
+        get_logger().warning(f"no trace survived curation (most dropped as {top[0]}: {top[1]:,}); examples of each "
+                             f"reason are in {out / 'curation_report.json'} and {out / 'rejected.parquet'}")
