@@ -140,7 +140,7 @@ def synthesize(n: int, out: Path, seed: int = 0) -> list[dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from distill.core.io import write_manifest
+    from distill.core.manifest import write_manifest
     from distill.core.schema import TRACE
 
     rng = random.Random(seed)

@@ -30,7 +30,7 @@ def write_prompts(path: Path, n: int) -> Path:
 
 
 def run_ours(url: str, prompts: Path, out: Path, concurrency: int) -> float:
-    from distill.core.io import read_shards
+    from distill.core.shards import read_shards
     from distill.generate import generate
     from distill.generate.config import GenerateConfig
 

@@ -52,7 +52,7 @@ def bare(engine, prompts: Path, max_tokens: int) -> tuple[float, int]:
 
 def ours(engine, prompts: Path, out: Path, max_tokens: int, model: str) -> tuple[float, int]:
     """distill's generate stage, on the engine already started (its backend would otherwise start its own)."""
-    from distill.core.io import read_shards
+    from distill.core.shards import read_shards
     from distill.generate import generate
     from distill.generate.backends import vllm as vllm_backend
     from distill.generate.config import GenerateConfig

@@ -225,7 +225,7 @@ def finished_ids(out: Path) -> set[str]:
     """Ids a generate OUT holds: committed shards plus the complete lines of its crash journal."""
     import json
 
-    from distill.core.io import read_shards
+    from distill.core.shards import read_shards
 
     shards = read_shards(out / "traces", columns=["id"])
     ids = set(shards.column("id").to_pylist()) if shards.num_rows else set()

@@ -153,7 +153,7 @@ def test_teacher_stops_at_max_tokens_and_refuses_other_problems():
 
 
 def test_generate_with_the_arithmetic_teacher_writes_the_traces(tmp_path):
-    from distill.core.io import read_shards
+    from distill.core.shards import read_shards
 
     rows = SumTask().prompts("train", 300)
     prompts = tmp_path / "prompts.jsonl"

@@ -42,7 +42,7 @@ def test_generate_reads_a_yaml_config_and_options_win(tmp_path, parrot_model):
                       "num_samples: 3\n")
     res = run_cli("generate", "--config", config, "--out", tmp_path / "gen", "-k", "2", "--set", "max_tokens=64")
     assert res.returncode == 0, res.stderr
-    from distill.core.io import read_manifest
+    from distill.core.manifest import read_manifest
 
     cfg = read_manifest(tmp_path / "gen")["config"]
     assert (cfg["num_samples"], cfg["max_tokens"], cfg["backend"]) == (2, 64, "transformers")

@@ -13,7 +13,7 @@ from conftest import run_cli
 from test_curate import outcome, write_jsonl
 from test_sandbox import MUTATE, humaneval_problems, needs_bwrap
 
-from distill.core.io import read_shards
+from distill.core.shards import read_shards
 from distill.core.teachers import CODE_PROMPT_SUFFIX, R1_PROMPT_SUFFIX
 
 ASSETS = Path(__file__).parent / "assets"

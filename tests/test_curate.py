@@ -171,8 +171,9 @@ def test_generate_dir_provenance_lineage_and_tokenizer(tmp_path, shared_data):
     --tokenizer counts num_tokens with the student's tokenizer."""
     from transformers import AutoTokenizer
 
-    from distill.core.io import ShardWriter, manifest_sha256, write_manifest
+    from distill.core.manifest import manifest_sha256, write_manifest
     from distill.core.schema import TRACE
+    from distill.core.shards import ShardWriter
 
     gen = tmp_path / "gen"
     rows = [{k: v for k, v in r.items() if k in TRACE.names} for r in tiny_rows(shared_data)]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from distill.core.io import iter_jsonl, read_manifest, write_manifest
+from distill.core.manifest import read_manifest, write_manifest
+from distill.core.readers import iter_jsonl
 
 QWEN_DEFAULT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 # The system-turn logic of Qwen2.5-Instruct's template (tools left out): its default when no system message is given.

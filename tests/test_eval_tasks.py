@@ -57,8 +57,8 @@ def test_tasks_follow_the_r1_protocol(manager, tasks):
 def test_prompt_is_the_sft_user_turn_with_chat_template_and_think_prefill(tasks):
     from transformers import AutoTokenizer
 
+    from distill.core.protocol import user_prompt
     from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.generate.prompts import user_prompt
 
     tok = AutoTokenizer.from_pretrained(REPO / "tests" / "assets" / "tiny_tokenizer")
     task = tasks["distill_aime24"]

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from distill.core.io import iter_jsonl, read_manifest, write_manifest
+from distill.core.manifest import read_manifest, write_manifest
+from distill.core.readers import iter_jsonl
 
 STAGES = ("aime24", "aime25", "math500")
 

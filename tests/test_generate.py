@@ -9,8 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import TEACHER_REPLY, run_cli
 
-from distill.core.io import read_manifest, read_shards, shard_paths
+from distill.core.manifest import read_manifest
 from distill.core.schema import TRACE, validate
+from distill.core.shards import read_shards
+from distill.core.stage_dirs import shard_paths
 from distill.core.teachers import R1_PROMPT_SUFFIX
 
 

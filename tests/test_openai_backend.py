@@ -14,7 +14,9 @@ import urllib.request
 import pytest
 from conftest import REPO, TEACHER_REPLY, finished_ids, free_port, run_cli
 
-from distill.core.io import read_manifest, read_shards, shard_paths
+from distill.core.manifest import read_manifest
+from distill.core.shards import read_shards
+from distill.core.stage_dirs import shard_paths
 from distill.generate.backends import join_completion
 from distill.generate.backends.openai import normalize_base_url
 

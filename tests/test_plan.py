@@ -131,7 +131,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def test_from_a_finished_run_reproduces_its_measured_token_counts(finished_run: Path):
-    from distill.core.io import read_shards
+    from distill.core.shards import read_shards
 
     result = plan_json("--from", str(finished_run), "--teacher", "arithmetic", "--student", "recipes/tiny.yaml")
     traces = read_shards(finished_run / "generate" / "traces", "traces").to_pylist()

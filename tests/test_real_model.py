@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA, one_line_error, run_cli, vllm_serve
 
-from distill.core.io import read_shards
+from distill.core.shards import read_shards
 
 GSM8K = SHARED_DATA / "gsm8k_train_sample.jsonl"
 REAL_TRACES = SHARED_DATA / "real_traces" / "skythought_math_traces.jsonl"
@@ -79,8 +79,8 @@ def test_a_gguf_file_transformers_cannot_read_is_a_one_line_error(tmp_path):
 
 def real_trace_examples(tokenizer, max_tokens: int) -> list[dict]:
     """Finished real long-reasoning traces that fit in `max_tokens`, as SFT examples (tags normalised to <think>)."""
+    from distill.core.protocol import user_prompt
     from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.generate.prompts import user_prompt
 
     examples = []
     for line in REAL_TRACES.read_text().splitlines():
@@ -101,8 +101,9 @@ def real_trace_examples(tokenizer, max_tokens: int) -> list[dict]:
 
 
 def write_curate_dir(root: Path, examples: list[dict]) -> Path:
-    from distill.core.io import ShardWriter, write_manifest
+    from distill.core.manifest import write_manifest
     from distill.core.schema import SFT_EXAMPLE
+    from distill.core.shards import ShardWriter
 
     gen, cur = root / "gen", root / "data"
     write_manifest(gen, "generate", {"teacher": "deepseek-r1", "model": "deepseek-ai/DeepSeek-R1"},

@@ -119,9 +119,9 @@ def test_recipe_fits_its_hardware_by_the_memory_estimate(name: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from distill.sft.launch import read_accelerate_config
-    from distill.sft.memory import estimate, shape_of
+    from distill.sft.memory import estimate, memory_plan, shape_of
     from distill.sft.recipe import load_recipe
-    from distill.sft.run import memory_plan, resolve_args
+    from distill.sft.run import resolve_args
 
     recipe = load_recipe(RECIPES / f"{name}.yaml", ["launch.gpu_memory_gb=80"])
     model_type, dims = SHAPES[recipe.model.name]

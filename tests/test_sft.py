@@ -30,10 +30,11 @@ TINY = REPO / "recipes" / "tiny.yaml"
 
 def make_curate_dir(root: Path, n: int, seed: int = 0, prefix: str = "p") -> Path:
     """A generate dir (manifest only) and a curate dir with n short addition traces."""
-    from distill.core.io import ShardWriter, write_manifest
+    from distill.core.manifest import write_manifest
+    from distill.core.protocol import user_prompt
     from distill.core.schema import SFT_EXAMPLE
+    from distill.core.shards import ShardWriter
     from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.generate.prompts import user_prompt
 
     rng = random.Random(seed)
     gen, cur = root / "gen", root / "data"
@@ -84,8 +85,8 @@ def tokenizer_with_template():
 
 
 def example(a: int = 2, b: int = 3) -> list[dict[str, str]]:
+    from distill.core.protocol import user_prompt
     from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.generate.prompts import user_prompt
 
     return [{"role": "user", "content": user_prompt(f"What is {a} + {b}?", R1_PROMPT_SUFFIX)},
             {"role": "assistant", "content": f"<think>\n{a} plus {b} is {a + b}.\n</think>\n\n$\\boxed{{{a + b}}}$"}]
@@ -437,7 +438,7 @@ def write_empty_curate_output(root: Path) -> Path:
     """What curate writes when no trace survives: a valid, empty shard and a manifest that counts the input."""
     import pyarrow.parquet as pq
 
-    from distill.core.io import write_manifest
+    from distill.core.manifest import write_manifest
     from distill.core.schema import SFT_EXAMPLE
 
     (root / "data").mkdir(parents=True)

@@ -18,7 +18,9 @@ import urllib.request
 import pytest
 from conftest import REPO, TEACHER_REPLY, finished_ids, one_line_error, run_cli, vllm_serve
 
-from distill.core.io import read_manifest, read_shards, shard_paths
+from distill.core.manifest import read_manifest
+from distill.core.shards import read_shards
+from distill.core.stage_dirs import shard_paths
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                                 reason="vLLM is not installed (./setup.sh --dev installs its CPU build)")

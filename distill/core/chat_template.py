@@ -15,11 +15,12 @@ never by knowing the template.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from distill.core.errors import DistillError
 from distill.core.log import get_logger
-from distill.sft.student_template import common_prefix
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 # Probe contents: no template default starts or ends like these, so the texts rendered with and without a
@@ -109,7 +110,6 @@ class PromptRenderer:
     _said: set[str] = set()  # (policy, template) pairs already reported in this process
 
     def __init__(self, tokenizer: Any, default_system: DefaultSystemPolicy = "keep", say: bool = True):
-        from distill.core.errors import DistillError
 
         if default_system not in DEFAULT_SYSTEM_POLICIES:
             raise DistillError(f"default_system must be keep or drop, not {default_system!r}")
@@ -210,3 +210,14 @@ def renderer_for(tokenizer: Any, default_system: DefaultSystemPolicy = "keep") -
     if default_system not in cache:
         cache[default_system] = PromptRenderer(tokenizer, default_system)
     return cache[default_system]
+
+
+def common_prefix(a: Sequence, b: Sequence) -> int:
+    """Length of the common prefix (of token ids, or of strings). For reasoning rows this is the whole prompt,
+    "<think>\\n" included; for a non-reasoning row (no <think>) it stops after the assistant header."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

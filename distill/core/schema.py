@@ -26,6 +26,8 @@ from typing import Literal, TypedDict
 
 import pyarrow as pa
 
+from distill.core.errors import DistillError
+
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
 
@@ -129,8 +131,6 @@ def _family(t: pa.DataType) -> str:
 def validate(actual: pa.Schema, expected: pa.Schema, where: str, kind: str | None = None) -> None:
     """Fail with one line naming every missing column and wrong type; extra columns are fine. An all-null
     column (pyarrow's `null` type, e.g. `answer` when no prompt has one) matches any type."""
-    from distill.core.errors import DistillError
-
     missing = [f.name for f in expected if f.name not in actual.names]
     wrong = []
     for f in expected:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distill.core.errors import DistillError
+
 # DeepSeek's usage advice for R1 and its distilled students: no system prompt, temperature 0.5-0.7 (0.6),
 # top-p 0.95, and for math a user prompt that asks for the boxed final answer.
 R1_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -95,8 +97,6 @@ TEACHERS: dict[str, TeacherSpec] = {
 
 
 def get_teacher(name: str) -> TeacherSpec:
-    from distill.core.errors import DistillError
-
     if name not in TEACHERS:
         raise DistillError(
             f"unknown teacher '{name}'; choose one of {', '.join(TEACHERS)} (`distill teachers` lists them), "

@@ -14,7 +14,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from distill._version import __version__
+from distill.core.manifest import manifest_sha256, read_manifest
 from distill.core.paths import TEMPLATES
+from distill.curate.filters import FILTERS
 
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
 # Licenses of the teachers' outputs as their model licenses state them (all allow distillation).
@@ -73,8 +76,6 @@ def card_license(cfg, teachers: list[str]) -> str:
 
 def provenance(generate_dir: Path | None) -> dict[str, Any]:
     """What made the traces, from the generate manifest; {} when the traces came without one."""
-    from distill.core.io import manifest_sha256, read_manifest
-
     manifest = read_manifest(generate_dir) if generate_dir else None
     if not manifest:
         return {}
@@ -99,8 +100,6 @@ def provenance(generate_dir: Path | None) -> dict[str, Any]:
 def render_card(out: Path, cfg, generate_dir: Path | None, report: dict[str, Any]) -> str:
     import jinja2
 
-    from distill._version import __version__
-    from distill.curate.filters import FILTERS
 
     kept = report["counts"]["kept"]
     teachers = list(report["kept_by"]["teacher"])

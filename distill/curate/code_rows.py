@@ -2,8 +2,8 @@
 filters (no_code, failed_tests, code_timeout) read their verdicts; and the per-outcome counts of the report.
 
     before, after = split_chain(spec.row_chain)           # the filters before the first code filter, the rest
-    prefetch(candidates_left_after_before, cfg.sandbox, workers=2)   # sets cand.code_result on each code row
-    verdict(cand)                                          # the Result (runs it here when not prefetched)
+    prefetch(candidates_left_after_before, cfg.sandbox, workers=2)   # sets cand.code_result on each code row,
+                                                           # which the code filters then read
 
 Outcomes counted per code row (curation_report.json "code", the card's code table): the sandbox's status
 (passed, wrong_answer, exception, timeout, memory, forbidden, process_limit, output_limit), no_code, or
@@ -20,10 +20,9 @@ from typing import Any
 from distill.core.errors import DistillError
 from distill.curate.filters import Candidate
 from distill.grading.programs import TestsError, grade_programs, parse_tests
-from distill.grading.sandbox import Limits, Result
+from distill.grading.sandbox import Limits, Result, check_sandbox, sandbox_info
 
 CODE_FILTERS = ("no_code", "failed_tests", "code_timeout")
-_LIMITS: dict[str, Limits] = {}  # the run's limits, set by prefetch, for a verdict computed on demand
 
 
 def wants_sandbox(filters: Sequence[str]) -> bool:
@@ -39,7 +38,6 @@ def split_chain(chain: list[str]) -> tuple[list[str], list[str]]:
 
 def prefetch(cands: Sequence[Candidate], limits: Limits, workers: int) -> None:
     """Sandbox verdicts for every code row with a program, many programs at once."""
-    _LIMITS["run"] = limits
     todo, items = [], []
     for cand in cands:
         if cand.is_code and cand.code is not None and cand.code_result is None:
@@ -55,12 +53,6 @@ def prefetch(cands: Sequence[Candidate], limits: Limits, workers: int) -> None:
             raise DistillError(f"the sandbox failed on {cand.id} ({result.detail}); nothing is dropped for a "
                                "sandbox failure: fix bubblewrap (distill.grading.sandbox.check_sandbox) and re-run to resume")
         cand.code_result = result
-
-
-def verdict(cand: Candidate, limits: Limits | None = None) -> Result:
-    if cand.code_result is None:
-        prefetch([cand], limits or _LIMITS.get("run", Limits()), workers=1)
-    return cand.code_result
 
 
 def sandbox_workers(num_proc: int) -> int:
@@ -92,7 +84,5 @@ def merge_report(unit_stats: list[dict[str, Any]], kept: int, filters: list[str]
                               "outcomes": dict(outcomes.most_common()),
                               "checked_by": "sandbox" if wants_sandbox(filters) else "not checked (no failed_tests)"}
     if wants_sandbox(filters):
-        from distill.grading.sandbox import check_sandbox, sandbox_info
-
         report["sandbox"] = sandbox_info(check_sandbox())
     return report

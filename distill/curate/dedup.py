@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.core.errors import DistillError
+from distill.core.readers import iter_jsonl
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,6 @@ def _read_problems(path: Path) -> list[str]:
     elif path.suffix == ".json":
         rows = json.loads(path.read_text())
     elif path.suffix == ".jsonl":
-        from distill.core.io import iter_jsonl
-
         rows = list(iter_jsonl(path))
     else:
         raise DistillError(f"decontamination file '{path}' must be .jsonl, .json or .parquet")

@@ -316,9 +316,7 @@ def failed_tests(c: Candidate, p: Limits) -> str | None:
     """Rejection sampling for code: the program must pass every test (which test and why, when not)."""
     if not c.is_code or c.code is None:
         return None
-    from distill.curate.code_rows import verdict
-
-    result = verdict(c, p)
+    result = sandbox_result(c)
     return None if result.status in ("passed", "timeout") else describe(result)
 
 
@@ -326,10 +324,15 @@ def code_timeout(c: Candidate, p: NoParams) -> str | None:
     """Kept apart from failed_tests: a time limit is the one verdict that depends on the machine's load."""
     if not c.is_code or c.code is None:
         return None
-    from distill.curate.code_rows import verdict
-
-    result = verdict(c)
+    result = sandbox_result(c)
     return describe(result) if result.status == "timeout" else None
+
+
+def sandbox_result(c: Candidate) -> Any:
+    """The sandbox's Result for a code row. The worker runs every code row's program before the code filters, many
+    at once (distill.curate.code_rows.prefetch), so a filter only reads it."""
+    assert c.code_result is not None, f"{c.id}: code filters run after code_rows.prefetch, which sets code_result"
+    return c.code_result
 
 
 def too_long(c: Candidate, p: TooLongParams) -> str | None:

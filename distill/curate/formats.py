@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
-from distill.core.io import iter_jsonl
-from distill.generate.prompts import PROMPT_FILE_SUFFIXES, hub_dataset, read_file
+from distill.core.readers import PROMPT_FILE_SUFFIXES, hub_dataset, iter_jsonl, read_file
 from distill.grading.answers import THINK_CLOSE, THINK_OPEN, extract_boxed
 
 # the columns a row of distill's own traces must have (distill/core/schema.py TRACE has the rest)

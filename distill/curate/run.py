@@ -29,13 +29,23 @@ from typing import Any
 
 from distill.core.config import to_dict
 from distill.core.errors import DistillError, Interrupted
+from distill.core.log import get_logger, print_summary, progress
+from distill.core.manifest import DirLock, now, read_manifest, spelled_out, write_manifest
 from distill.core.preempt import StopOnSignal
+from distill.core.schema import TRACE, validate
+from distill.core.shards import read_parquet
+from distill.core.stage_dirs import is_parted, part_shards, shard_paths
+from distill.curate import worker as worker
+from distill.curate.card import plot_token_lengths, render_card, token_stats
+from distill.curate.code_rows import merge_report
 from distill.curate.config import CurateConfig
+from distill.curate.dedup import BENCHMARKS, near_duplicate_prompts, over_cap
 from distill.curate.filters import (
     FILTERS,
     DuplicateParams,
     PerPromptCapParams,
 )
+from distill.curate.formats import file_columns, first_rows, load_hub, resolve_layout, write_hub
 
 WORK = ".curate"
 # trace columns curate reads; the rest of TRACE (sample, model, ...) is not needed and may be absent
@@ -47,9 +57,6 @@ OUTPUTS = ("data", "rejected.parquet", "curation_report.json", "README.md", "tok
 
 
 def run(cfg: CurateConfig) -> Path:
-    from distill.core.io import DirLock, now, write_manifest
-    from distill.core.log import get_logger
-
     started = now()
     # ---------------------------------------------------------------- inputs and the work plan
     source = find_source(cfg.src, cfg.split, cfg.subset, cfg.allow_incomplete)
@@ -103,9 +110,6 @@ INPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
 def find_source(src: str, split: str = "train", subset: str | None = None, allow_incomplete: bool = False) -> Source:
     """Resolve SRC to its trace files (or a hub dataset); a directory without a manifest only means the lineage
     says unknown. A generate OUT filled by parts (--part I/N) gives every finished part's shards."""
-    from distill.core.io import read_manifest, shard_paths
-    from distill.generate.parts import is_parted, part_shards
-
     path = Path(src).expanduser()
     if path.is_dir() and is_parted(path):  # generate --part I/N: the shards of every complete part
         return Source(part_shards(path, allow_incomplete), path, [str(path)])
@@ -115,8 +119,6 @@ def find_source(src: str, split: str = "train", subset: str | None = None, allow
                                "directory, trace files or a hub dataset id")
         return Source([path], None, [])
     if not path.is_dir():
-        from distill.curate.formats import load_hub
-
         return Source([], None, [], hub=load_hub(src, split, subset))
     manifest = read_manifest(path)
     if manifest and manifest.get("stage") not in (None, "generate"):
@@ -134,8 +136,6 @@ def find_source(src: str, split: str = "train", subset: str | None = None, allow
 
 
 def check_out(out: Path, source: Source) -> None:
-    from distill.core.io import read_manifest
-
     resolved = out.resolve()
     for f in source.files:
         if resolved == f.resolve().parent or resolved in f.resolve().parents:
@@ -148,8 +148,6 @@ def check_out(out: Path, source: Source) -> None:
 def input_layout(source: Source, cfg: CurateConfig):
     """The input format of SRC and how its fields map onto TRACE (distill/curate/formats.py); distill's own
     traces are validated against the schema here, before any work starts."""
-    from distill.curate.formats import file_columns, resolve_layout
-
     validated = source.generate_dir is not None and cfg.input_format is None  # a generate dir holds traces
     if source.hub is not None:
         columns = {Path(cfg.src): list(source.hub.column_names)}
@@ -171,12 +169,10 @@ def input_columns(path: Path) -> list[str]:
     """Column names of a trace file (validated: the required ones present, with the right types)."""
     import pyarrow as pa
 
-    from distill.core.schema import TRACE, validate
 
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        from distill.core.io import read_parquet
 
         try:
             schema = pq.read_schema(path)
@@ -184,8 +180,6 @@ def input_columns(path: Path) -> list[str]:
             read_parquet(path)  # raises the project's one-line error for an unreadable file
             raise
     else:
-        from distill.curate.formats import first_rows
-
         first = first_rows(path, 1)
         if not first:
             raise DistillError(f"trace file '{path}' is empty; pass a file with at least one trace")
@@ -208,8 +202,6 @@ def input_columns(path: Path) -> list[str]:
 def fingerprint(cfg: CurateConfig, files: list[Path], hub: Any = None) -> str:
     """What decides the staged results: every setting but where things go and how many processes, plus the
     input files' identity (path, size, modification time), or a hub dataset's own fingerprint."""
-    from distill.core.io import spelled_out
-
     settings = {k: spelled_out(v) for k, v in to_dict(cfg).items()
                 if k not in ("src", "out", "num_proc", "force", "shard_rows", "dataset_name", "license")}
     inputs = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
@@ -221,8 +213,6 @@ def fingerprint(cfg: CurateConfig, files: list[Path], hub: Any = None) -> str:
 def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | None:
     """The work units of this run (new, or the interrupted run's); None when OUT already holds this exact
     result. A different config or input is refused unless --force."""
-    from distill.core.io import read_manifest
-
     fp = fingerprint(cfg, source.files, source.hub)
     if cfg.force:
         for name in OUTPUTS:
@@ -243,8 +233,6 @@ def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | 
             return plan
         shutil.rmtree(out / WORK)  # stale staging of a run that never wrote its manifest
     if source.hub is not None:
-        from distill.curate.formats import write_hub
-
         source.files = [write_hub(source.hub, out / WORK / "hub")]
     plan = {"fingerprint": fp, "units": plan_units(source.files, cfg.unit_rows, source.layout)}
     plan["rows"] = sum(u["rows"] for u in plan["units"])
@@ -260,8 +248,6 @@ def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | 
 def plan_units(files: list[Path], unit_rows: int, layout: Any = None) -> list[dict[str, Any]]:
     """Cut the input into units of about `unit_rows` rows: groups of parquet row groups, line ranges of jsonl,
     a whole .json file. Each unit carries the input layout (rows are mapped onto TRACE as they are read)."""
-    from distill.curate.formats import file_columns
-
     units = []
     for path in files:
         if layout is None or layout.format == "trace":
@@ -269,8 +255,6 @@ def plan_units(files: list[Path], unit_rows: int, layout: Any = None) -> list[di
         else:
             columns = [c for c in layout.columns() if c in file_columns(path)]
         if path.suffix == ".json":
-            from distill.curate.formats import first_rows
-
             units.append({"file": str(path), "columns": columns, "json": True, "rows": len(first_rows(path))})
         elif path.suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -316,9 +300,6 @@ def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any], stop: StopOnSi
               ) -> list[dict[str, Any]]:
     """Run every unit not yet committed, on `num_proc` processes with a bounded number in flight; return the
     stats of all units (resumed ones included). On a stop request no unit is started; those running finish."""
-    from distill.core.log import get_logger, progress
-    from distill.curate import worker as worker
-
     work = out / WORK
     done = {u["index"]: json.loads(p.read_text()) for u in plan["units"] if (p := stats_path(work, u)).is_file()}
     todo = [u for u in plan["units"] if u["index"] not in done]
@@ -346,8 +327,6 @@ def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any], stop: StopOnSi
 def stop_curate(out: Path, manifest: dict[str, Any], plan: dict[str, Any], unit_stats: list[dict[str, Any]],
                 signum: int) -> None:
     """The manifest of a stopped run (the staged units stay under OUT/.curate/), then Interrupted."""
-    from distill.core.io import write_manifest
-
     done, total = len(unit_stats), len(plan["units"])
     write_manifest(out, status="interrupted", counts={"units_done": done, "units": total}, **manifest)
     raise Interrupted(signum, f"{done:,} of {total:,} work units are committed in {out / WORK}; re-run the same "
@@ -377,7 +356,6 @@ def select(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> Selection:
     """Apply the set filters, in the configured order, over the staged survivors of every unit."""
     import numpy as np
 
-    from distill.curate import worker as worker
 
     table = worker.read_staged(out / WORK, plan["units"], SMALL_COLUMNS)
     sizes = table.pop("_sizes")
@@ -410,9 +388,6 @@ def duplicate_rows(out: Path, plan: dict[str, Any], table: dict[str, Any], alive
     """Repeated ids, exact duplicate completions, then rows of near-duplicate prompts. Of duplicates the smallest
     id is kept, whatever the order of the input, so the same traces sharded another way (generate --part I/N, a
     resumed run) give the same dataset."""
-    from distill.curate import worker as worker
-    from distill.curate.dedup import near_duplicate_prompts
-
     drops, seen_ids, seen_keys = [], set(), {}
     for pos in sorted(map(int, alive.nonzero()[0]), key=lambda p: table["id"][p]):  # stable: same ids by position
         row_id, key = table["id"][pos], int(table["completion_key"][pos])
@@ -437,8 +412,6 @@ def duplicate_rows(out: Path, plan: dict[str, Any], table: dict[str, Any], alive
 
 
 def cap_rows(table: dict[str, Any], alive, params: PerPromptCapParams):
-    from distill.curate.dedup import over_cap
-
     live = [int(p) for p in alive.nonzero()[0]]
     rows = [(table["id"][p], table["prompt_id"][p], int(table["num_tokens"][p])) for p in live]
     dropped = over_cap(rows, params.max_per_prompt, params.strategy, params.seed)
@@ -452,9 +425,6 @@ def cap_rows(table: dict[str, Any], alive, params: PerPromptCapParams):
 def write_dataset(out: Path, cfg: CurateConfig, plan: dict[str, Any], selection: Selection):
     """Copy the selected rows into `data/train-%05d.parquet` (via a temp dir, swapped in at the end) and
     write `rejected.parquet`; returns the num_tokens of every row written."""
-    from distill.core.log import progress
-    from distill.curate import worker as worker
-
     tmp = out / WORK / "data"
     shutil.rmtree(tmp, ignore_errors=True)
     with progress("write", total=int(sum(k.sum() for k in selection.keep)), unit="examples") as bar:
@@ -466,9 +436,6 @@ def write_dataset(out: Path, cfg: CurateConfig, plan: dict[str, Any], selection:
 
 
 def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> dict[str, Any]:
-    from distill.core.io import now
-    from distill.curate.card import token_stats
-
     dropped = Counter()
     for s in unit_stats:
         dropped.update(s["dropped"])
@@ -518,8 +485,6 @@ def merge_examples(unit_stats, selection: Selection) -> dict[str, list[dict[str,
 
 
 def merge_decontamination(unit_stats, cfg: CurateConfig) -> dict[str, dict[str, Any]]:
-    from distill.curate.dedup import BENCHMARKS
-
     if "contaminated" not in cfg.filters:
         return {}
     table: dict[str, dict[str, Any]] = {}
@@ -550,23 +515,17 @@ def merge_kept(selection: Selection) -> dict[str, dict[str, int]]:
 
 
 def merge_code_report(unit_stats, selection: Selection, filters: list[str]) -> dict[str, Any]:
-    from distill.curate.code_rows import merge_report
-
     kept = merge_kept(selection)["task"].get("code", 0)
     return merge_report(unit_stats, kept, filters)
 
 
 def write_card(out: Path, cfg: CurateConfig, source: Source, report: dict[str, Any], lengths) -> None:
-    from distill.curate.card import plot_token_lengths, render_card
-
     plot_token_lengths(lengths, out / "token_lengths.png")
     (out / "curation_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     (out / "README.md").write_text(render_card(out, cfg, source.generate_dir, report))
 
 
 def print_curate_summary(out: Path, report: dict[str, Any], already_done: bool = False) -> None:
-    from distill.core.log import print_summary
-
     counts = report["counts"]
     rows = {"output": str(out / "data"), "input rows": counts["input_rows"], "kept": counts["kept"]}
     if already_done:
@@ -583,8 +542,6 @@ def print_curate_summary(out: Path, report: dict[str, Any], already_done: bool =
     rows["tokens (median / p95)"] = f"{report['tokens'].get('median', 0):,} / {report['tokens'].get('p95', 0):,}"
     print_summary("distill curate", rows)
     if counts["input_rows"] and not counts["kept"]:
-        from distill.core.log import get_logger
-
         top = max(counts["dropped"].items(), key=lambda kv: kv[1])
         get_logger().warning(f"no trace survived curation (most dropped as {top[0]}: {top[1]:,}); examples of each "
                              f"reason are in {out / 'curation_report.json'} and {out / 'rejected.parquet'}")

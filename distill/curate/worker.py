@@ -24,12 +24,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill.core.errors import DistillError
+from distill.core.log import get_logger
 from distill.core.preempt import ignore_stop_signals
-from distill.core.schema import SFT_EXAMPLE
+from distill.core.schema import SFT_EXAMPLE, conform
+from distill.core.teachers import TEACHERS
 from distill.curate import code_rows as curate_code
+from distill.curate.dedup import NgramIndex, completion_key, load_eval_sets
+from distill.curate.dedup import prompt_signature as signature
 from distill.curate.filters import FILTERS, Candidate
 from distill.curate.formats import first_rows, to_traces, verdict_key
 from distill.grading.answers import normalize_tags, split_think
+from distill.grading.sandbox import check_sandbox
 
 STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()),
                                         ("kind", pa.string()), ("task", pa.string())])
@@ -50,22 +55,14 @@ class WorkerSpec:
 
     @classmethod
     def build(cls, cfg, has_code: bool = False, num_proc: int = 1) -> WorkerSpec:
-        from distill.core.teachers import TEACHERS
-
         if has_code and curate_code.wants_sandbox(cfg.filters):
-            from distill.grading.sandbox import check_sandbox
-
             check_sandbox()  # no bubblewrap: one line naming the package, before any work starts
         elif has_code:
-            from distill.core.log import get_logger
-
             get_logger().warning("the traces hold code rows (with tests) but failed_tests is not in the filter chain: "
                                  "their programs are kept without being run")
 
         index = None
         if "contaminated" in cfg.filters:
-            from distill.curate.dedup import NgramIndex, load_eval_sets
-
             p = cfg.contaminated
             index = NgramIndex(load_eval_sets(p.benchmarks, cfg.eval_data_dir, p.files), p.ngram)
         if cfg.tokenizer:
@@ -297,8 +294,6 @@ def contamination(cand: Candidate, spec: WorkerSpec, stats: dict[str, Any]) -> s
 
 
 def staged_row(cand: Candidate) -> dict[str, Any]:
-    from distill.curate.dedup import completion_key
-
     return {
         "id": cand.id, "prompt_id": cand.prompt_id, "source": cand.source,
         "messages": [{"role": "user", "content": cand.user}, {"role": "assistant", "content": cand.assistant}],
@@ -312,8 +307,6 @@ def wants_signatures(spec: WorkerSpec) -> bool:
 
 
 def prompt_signature(cand: Candidate, spec: WorkerSpec) -> list[int]:
-    from distill.curate.dedup import prompt_signature as signature
-
     p = spec.cfg.duplicate
     return signature(cand.problem or cand.user, p.num_perm, p.shingle_words).tolist()
 
@@ -407,7 +400,6 @@ def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, adva
     one empty shard, so that it loads); returns the num_tokens of the rows written."""
     import numpy as np
 
-    from distill.core.schema import conform
 
     out_dir.mkdir(parents=True)
     pending: list[pa.Table] = []

@@ -8,6 +8,7 @@ from typing import Any
 
 from distill.core.config import option, to_dict
 from distill.core.errors import DistillError
+from distill.tasks.arithmetic import SumTask
 
 
 @dataclass
@@ -39,8 +40,6 @@ class DemoConfig:
     force: bool = option(False, help="Delete OUT first and start over (default: resume what is there).")
 
     def __post_init__(self) -> None:
-        from distill.tasks.arithmetic import SumTask
-
         SumTask(self.terms, self.digits)  # refuses sizes the trace layout cannot hold
         for name in ("train_problems", "test_problems", "max_steps", "eval_samples"):
             value = getattr(self, name)

@@ -13,12 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distill.core.config import to_dict
+from distill.core.manifest import read_manifest, write_manifest
+from distill.core.readers import iter_jsonl
+from distill.demo.config import run_stamp
+
 LABELS = {"traces": "trained on traces", "answers_only": "trained on answers only", "untrained": "untrained"}
 
 
 def write_report(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[str, float], started: str) -> Path:
-    from distill.core.io import write_manifest
-
     results = collect(out, cfg, data, evals, timings)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out / "report.png")
@@ -31,16 +34,10 @@ def write_report(out: Path, cfg, data: Path, evals: dict[str, Path], timings: di
 
 
 def _config(cfg) -> dict[str, Any]:
-    from distill.core.config import to_dict
-
     return to_dict(cfg)
 
 
 def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[str, float]) -> dict[str, Any]:
-    from distill.core.config import to_dict
-    from distill.core.io import read_manifest
-    from distill.demo.config import run_stamp
-
     scores = {name: json.loads((path / "results.json").read_text())["tasks"]["arithmetic"]
               for name, path in evals.items()}
     report = json.loads((data / "curation_report.json").read_text())
@@ -67,8 +64,6 @@ def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[st
 
 def example(out: Path, evals: dict[str, Path]) -> dict[str, Any]:
     """What each student wrote for the first held-out problem (its first sample): reading beats a number."""
-    from distill.core.io import iter_jsonl
-
     first = next(iter_jsonl(out / "prompts" / "arithmetic_test.jsonl"))
     responses = {}
     for name, path in evals.items():

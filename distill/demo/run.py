@@ -29,16 +29,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from distill.core.config import from_dict, load_config
 from distill.core.errors import DistillError
+from distill.core.manifest import is_complete, now, write_manifest
+from distill.core.protocol import user_prompt
+from distill.core.schema import SFT_EXAMPLE
+from distill.core.shards import ShardWriter, read_shards
+from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.curate import curate
+from distill.curate.config import CurateConfig
 from distill.demo.config import DemoConfig, run_stamp
+from distill.demo.report import write_report
+from distill.eval import evaluate
+from distill.eval.config import EvalConfig
+from distill.generate import generate
+from distill.generate.config import GenerateConfig
+from distill.sft import sft
+from distill.sft.recipe import SFTRecipe
+from distill.tasks.arithmetic import SumTask, completion_text, problem_text, solve
+from distill.tasks.student import STUDENT_CONFIG, build_student, chat_prompt, count_tokens, save_tokenizer
 
 STUDENTS = ("traces", "answers_only", "untrained")
 
 
 def run(cfg: DemoConfig) -> Path:
-    from distill.core.io import now
-    from distill.demo.report import write_report
-
     out = prepare_out(cfg)
     started, clock = now(), StageClock(out)
     # ---------------------------------------------------------------- data: prompts, traces, SFT sets
@@ -97,8 +111,6 @@ class StageClock:
     @contextmanager
     def stage(self, name: str, directory: Path | None = None, done: bool = False):
         """`directory`: the stage's output, complete when its manifest says so; `done`: for a step without one."""
-        from distill.core.io import is_complete
-
         done = done or (directory is not None and is_complete(directory))
         if done and name in self.seconds:
             yield
@@ -122,8 +134,6 @@ def prompts_written(directory: Path) -> bool:
 
 def write_prompts(directory: Path, cfg: DemoConfig) -> Path:
     """Train prompts and held-out test problems, drawn from disjoint halves of the problem space."""
-    from distill.tasks.arithmetic import SumTask
-
     task, size = SumTask(cfg.terms, cfg.digits), cfg.size
     directory.mkdir(parents=True, exist_ok=True)
     for name, split, n in zip(PROMPT_FILES, ("train", "test"), (size.train_problems, size.test_problems), strict=True):
@@ -135,9 +145,6 @@ def write_prompts(directory: Path, cfg: DemoConfig) -> Path:
 
 
 def run_generate(out: Path, cfg: DemoConfig, prompts: Path) -> Path:
-    from distill.generate import generate
-    from distill.generate.config import GenerateConfig
-
     return generate(GenerateConfig(prompts=str(prompts / "train.jsonl"), out=str(out / "generate"),
                                    teacher="arithmetic", seed=cfg.seed, shard_rows=1000))
 
@@ -145,10 +152,6 @@ def run_generate(out: Path, cfg: DemoConfig, prompts: Path) -> Path:
 def run_curate(out: Path, cfg: DemoConfig, traces: Path, prompts: Path) -> Path:
     """The default filter chain; decontamination runs against the demo's own held-out set (the shipped AIME and
     MATH-500 sets would need the hub or a data folder, and cannot overlap these sums anyway)."""
-    from distill.core.config import load_config
-    from distill.curate import curate
-    from distill.curate.config import CurateConfig
-
     overrides = [
         "contaminated.benchmarks=[]",
         f"contaminated.files=[{prompts / 'arithmetic_test.jsonl'}]",
@@ -161,18 +164,12 @@ def run_curate(out: Path, cfg: DemoConfig, traces: Path, prompts: Path) -> Path:
 
 
 def ensure_tokenizer(directory: Path) -> Path:
-    from distill.tasks.student import save_tokenizer
-
     return directory if (directory / "tokenizer.json").is_file() else save_tokenizer(directory)
 
 
 def strip_reasoning(data: Path, target: Path) -> Path:
     """The curated examples with the think block emptied: same prompts, same answers, no reasoning. Written like
     a curate output (data/train-*.parquet + manifest linking to `data`), so that sft reads it the same way."""
-    from distill.core.io import ShardWriter, is_complete, read_shards, write_manifest
-    from distill.core.schema import SFT_EXAMPLE
-    from distill.tasks.student import count_tokens
-
     if is_complete(target):
         return target
     shutil.rmtree(target / "data", ignore_errors=True)
@@ -192,9 +189,6 @@ def strip_reasoning(data: Path, target: Path) -> Path:
 
 def build_initial_student(directory: Path, cfg: DemoConfig) -> Path:
     """One random-init student both trainings start from, so that only the data differs between them."""
-    from distill.core.io import is_complete, write_manifest
-    from distill.tasks.student import STUDENT_CONFIG, build_student
-
     if is_complete(directory):
         return directory
     tokenizer = ensure_tokenizer(directory / "tokenizer")
@@ -232,11 +226,6 @@ def sft_recipe(output_dir: Path, cfg: DemoConfig, init: Path, dataset: Path) -> 
 def example_tokens(cfg: DemoConfig) -> int:
     """Tokens of the longest training example (prompt + trace + EOS), rounded up to a multiple of 8. The trace
     layout is fixed, so every example of the task is within a token or two of this."""
-    from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.generate.prompts import user_prompt
-    from distill.tasks.arithmetic import completion_text, problem_text, solve
-    from distill.tasks.student import chat_prompt, count_tokens
-
     widest = [10**cfg.digits - 1] * cfg.terms
     prompt = chat_prompt([{"role": "user", "content": user_prompt(problem_text(widest), R1_PROMPT_SUFFIX)}])
     n = count_tokens(prompt) + count_tokens(completion_text(*solve(widest))) + 1
@@ -246,9 +235,6 @@ def example_tokens(cfg: DemoConfig) -> int:
 def run_sft(output_dir: Path, cfg: DemoConfig, init: Path, dataset: Path) -> Path:
     import yaml
 
-    from distill.core.config import from_dict
-    from distill.sft import sft
-    from distill.sft.recipe import SFTRecipe
 
     recipe = sft_recipe(output_dir, cfg, init, dataset)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -260,9 +246,6 @@ def run_sft(output_dir: Path, cfg: DemoConfig, init: Path, dataset: Path) -> Pat
 
 
 def run_eval(out: Path, cfg: DemoConfig, model: Path, prompts: Path) -> Path:
-    from distill.eval import evaluate
-    from distill.eval.config import EvalConfig
-
     return evaluate(EvalConfig(
         model=str(model), tasks=["arithmetic"], out=str(out), backend="hf", samples=cfg.size.eval_samples,
         max_tokens=80,  # a correct trace is ~50 tokens: a student that rambles is cut off and scored wrong

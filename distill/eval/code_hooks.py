@@ -23,6 +23,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from distill.core.protocol import user_prompt
+from distill.core.teachers import CODE_PROMPT_SUFFIX
 from distill.eval.metrics import THINK_CLOSE, ProblemScore
 from distill.grading.programs import CodeTests, TestsError, extract_code, grade_programs, parse_tests
 from distill.grading.sandbox import Limits, Result
@@ -57,9 +59,6 @@ def _normalize_doc(row: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def doc_to_text(doc: dict[str, Any]) -> str:
-    from distill.core.teachers import CODE_PROMPT_SUFFIX
-    from distill.generate.prompts import user_prompt
-
     problem = FUNCTION_PROMPT.format(prompt=doc["problem"]) if doc.get("entry_point") else doc["problem"]
     return user_prompt(problem, CODE_PROMPT_SUFFIX)
 

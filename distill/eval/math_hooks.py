@@ -27,6 +27,10 @@ from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
+from distill.core.protocol import user_prompt
+from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.eval.metrics import prefetch, score_problem
+
 THINK_PREFILL = "<think>\n"
 PROBLEM_KEYS = ("problem", "Problem", "question", "Question")
 ANSWER_KEYS = ("answer", "Answer", "expected_answer", "final_answer")
@@ -69,9 +73,6 @@ def _first(row: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 def doc_to_text(doc: dict[str, Any]) -> str:
     """The user turn, built exactly as the SFT data built it: problem + "\\n" + R1's boxed-answer instruction."""
-    from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.generate.prompts import user_prompt
-
     return user_prompt(doc["problem"], R1_PROMPT_SUFFIX)
 
 
@@ -89,8 +90,6 @@ def add_think_prefill(prompt: str) -> str:
 def grade_all(resps: list[list[str]], docs: list[dict[str, Any]], reasoning: bool = True) -> list[list[str]]:
     """A pass-through lm-eval filter that grades a whole task's answers at once (in parallel) before
     process_results looks at one problem at a time; the responses go on unchanged, all k of them."""
-    from distill.eval.metrics import prefetch
-
     resps = list(resps)
     prefetch([(r, d["answer"]) for r, d in zip(resps, docs, strict=True)], reasoning=reasoning)
     return resps
@@ -100,8 +99,6 @@ def process_results(doc: dict[str, Any], results: list[Any], reasoning: bool = T
     """Per-problem metrics over all k responses (the task's filter passes every repeat through). Without
     reasoning there is no `truncated` here: only the backend's token counts tell a cut-off response (distill
     eval reports it)."""
-    from distill.eval.metrics import score_problem
-
     responses = results[0] if results and isinstance(results[0], (list, tuple)) else results
     score = score_problem(responses, doc["answer"], reasoning=reasoning)
     metrics = {

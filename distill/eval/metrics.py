@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from distill.grading.answers import equivalent_many, extract_answer, extract_boxed, is_equivalent
+
 THINK_CLOSE = "</think>"
 DEFAULT_TIMEOUT = 5.0
 
@@ -87,8 +89,6 @@ def with_lengths(score: ProblemScore, lengths: Sequence[int], max_tokens: int) -
 
 def answer_of(response: str, reasoning: bool = True) -> str | None:
     """The graded answer: after `</think>` for a reasoning model, else the last box anywhere in the response."""
-    from distill.grading.answers import extract_answer, extract_boxed
-
     return extract_answer(response) if reasoning else extract_boxed(response)
 
 
@@ -97,8 +97,6 @@ def prefetch(problems: Sequence[tuple[Sequence[str], str]], timeout: float = DEF
     """Grade the distinct (answer, reference) pairs of a whole task at once, so that the per-problem calls
     that follow find every verdict in the grader's cache. The grader spreads the pairs its cheap path cannot
     decide over parallel judge processes, which per-problem calls (a handful of pairs each) never do."""
-    from distill.grading.answers import equivalent_many
-
     pairs = {(a, str(ref)) for responses, ref in problems for a in (answer_of(r, reasoning) for r in responses)
              if a is not None}
     if pairs:
@@ -113,8 +111,6 @@ def clear_cache() -> None:
 
 @lru_cache(maxsize=4096)
 def _score_cached(responses: tuple[str, ...], reference: str, timeout: float, reasoning: bool) -> ProblemScore:
-    from distill.grading.answers import is_equivalent
-
     answers = tuple(answer_of(r, reasoning) for r in responses)
     # one grader call per distinct answer: 64 samples of one problem usually share a handful of answers
     verdict = {a: is_equivalent(a, reference, timeout=timeout) for a in set(answers) if a is not None}
@@ -145,8 +141,6 @@ def majority_is_correct(answers: Sequence[str | None], correct: Sequence[bool], 
 
 def wrong_answer_classes(answers: Sequence[str | None], correct: Sequence[bool], timeout: float) -> list[tuple[int, int]]:
     """(size, index of first member) of each class of mutually equivalent wrong answers."""
-    from distill.grading.answers import is_equivalent
-
     groups: dict[str, list[int]] = {}  # normal form -> indices of its answers
     for i, (a, ok) in enumerate(zip(answers, correct, strict=True)):
         if a is not None and not ok:

@@ -25,6 +25,7 @@ from typing import Any
 
 from distill.core.errors import DistillError
 from distill.core.model_source import is_gguf, local_model, remote_code_error
+from distill.core.vllm_args import engine_error, engine_kwargs, is_cpu_build, require_vllm
 
 
 @dataclass
@@ -140,7 +141,6 @@ def _open_hf(spec: ModelSpec):
 def _open_vllm(spec: ModelSpec):
     import importlib.util
 
-    from distill.core.vllm_args import engine_error, engine_kwargs, is_cpu_build, require_vllm
 
     require_vllm()
     if spec.data_parallel > 1 and importlib.util.find_spec("ray") is None:

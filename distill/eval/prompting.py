@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distill.core.chat_template import PromptRenderer, knows_think, opens_think
+from distill.core.manifest import find_stage
 from distill.eval.models import load_tokenizer
 
 
@@ -70,8 +71,6 @@ def reasoning_mode(cfg: Any, tokenizer, manifest: dict[str, Any] | None = None) 
 def trained_on_reasoning(manifest: dict[str, Any] | None) -> tuple[str, str] | None:
     """What the model's sft manifest says about its training data: reasoning traces (on), none (off), or None
     when there is no sft manifest."""
-    from distill.core.io import find_stage  # io loads pyarrow, which `distill --help` must not
-
     sft = find_stage(manifest, "sft")
     if not sft:
         return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
+from distill.core.manifest import find_stage
 from distill.eval.baseline import differences, same_model
 
 # The R1 paper's protocol, under which the R1-Distill numbers were published.
@@ -65,8 +66,6 @@ def match_published(published: dict[str, Any], model: str, lineage: dict[str, An
 
 def lineage_summary(manifest: dict[str, Any] | None, model: str) -> dict[str, Any]:
     """What made the model: the sft run (recipe, student base), its dataset (curate) and teacher (generate)."""
-    from distill.core.io import find_stage
-
     summary: dict[str, Any] = {"model": model, "sft": None, "curate": None, "generate": None}
     if not manifest:
         return summary

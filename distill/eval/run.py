@@ -24,14 +24,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.core.chat_template import PromptRenderer
 from distill.core.config import to_dict
 from distill.core.errors import DistillError, Interrupted
-from distill.core.log import get_logger
+from distill.core.log import filter_library_log, get_logger, print_summary, progress
+from distill.core.manifest import (  # io loads pyarrow: not at `distill --help`
+    DirLock,
+    is_complete,
+    manifest_sha256,
+    now,
+    package_versions,
+    read_manifest,
+    spelled_out,
+    write_manifest,
+)
+from distill.core.model_source import local_model
 from distill.core.paths import eval_dir
 from distill.core.preempt import GraceExpired, StopOnSignal
-from distill.eval.baseline import read_eval
+from distill.core.readers import iter_jsonl
+from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.eval.baseline import find_baseline, read_eval
+from distill.eval.code_hooks import clear_cache as clear_code_cache
+from distill.eval.code_hooks import score_problem as score_code
 from distill.eval.config import EvalConfig
+from distill.eval.math_hooks import add_think_prefill
+from distill.eval.metrics import clear_cache, score_problem, summarize, with_lengths
+from distill.eval.models import ModelSpec, check_model_path, context_limit, open_model
 from distill.eval.prompting import Prompting, resolve_prompting
+from distill.eval.report import lineage_summary, load_published, match_published, write_report
+from distill.grading.sandbox import check_sandbox
 
 EVAL_DIR = eval_dir()
 TASK_PREFIX = "distill_"
@@ -51,10 +72,6 @@ class TaskRef:
 
 
 def run(cfg: EvalConfig) -> Path:
-    from distill.core.io import DirLock, is_complete, now, read_manifest  # io loads pyarrow: not at `distill --help`
-    from distill.eval.models import check_model_path
-    from distill.eval.report import write_report
-
     started = now()
     out = Path(cfg.out or Path("runs") / "eval" / Path(cfg.model.rstrip("/")).name)
     check_model_path(cfg.model)  # said first, before any task or data is looked up
@@ -65,8 +82,6 @@ def run(cfg: EvalConfig) -> Path:
     manager, refs = resolve_tasks(cfg, prompting)
     check_data(cfg, refs)
     if any(is_code_task(r) for r in refs):
-        from distill.grading.sandbox import check_sandbox
-
         check_sandbox()  # code tasks score in the sandbox: no bubblewrap, one line, before the model loads
     # SIGTERM: a task is saved whole or not at all, so the one in hand is abandoned at once (the re-run redoes it)
     with DirLock(out, "distill eval"), StopOnSignal(0.01, "the finished tasks") as stop:
@@ -106,7 +121,6 @@ def resolve_tasks(cfg: EvalConfig, prompting: Prompting | None = None):
     """Short names -> lm-eval tasks found under eval/ (and --task-dirs): `aime` is the tag distill_aime."""
     from lm_eval.tasks import TaskManager
 
-    from distill.core.log import filter_library_log
 
     dirs = [EVAL_DIR, *map(Path, cfg.task_dirs)]
     missing = [str(d) for d in dirs if not d.is_dir()]
@@ -165,8 +179,6 @@ def check_data(cfg: EvalConfig, refs: list[TaskRef]) -> None:
 
 def fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None = None) -> dict[str, Any]:
     """Everything that decides a task's numbers: a re-run with the same fingerprint reuses them."""
-    from distill.core.io import manifest_sha256, spelled_out
-
     source = model_manifest_dir(cfg.model)
     gen = ref.config.get("generation_kwargs") or {}
     prompting = prompting or Prompting()
@@ -213,8 +225,6 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
          prompting: Prompting | None = None) -> list[TaskRef]:
     """Tasks still to run: a task finished with the same fingerprint is kept; another fingerprint is refused
     unless --force (its numbers would silently be replaced)."""
-    from distill.core.io import spelled_out
-
     model_here = spelled_out(cfg.model)
     others = sorted(n for n, t in results["tasks"].items() if t.get("fingerprint", {}).get("model") != model_here)
     if others and not cfg.force:
@@ -258,11 +268,6 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
               prompting: Prompting, stop: StopOnSignal | None = None) -> None:
     """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
     and save it at once."""
-    from distill.core.chat_template import PromptRenderer
-    from distill.eval.code_hooks import clear_cache as clear_code_cache
-    from distill.eval.metrics import clear_cache
-    from distill.eval.models import open_model
-
     tasks = load_tasks(manager, todo)
     spec = model_spec(cfg, tasks, tokenizer, prompting)
     lm = open_model(spec)  # a refusal here or in model_spec is the only line printed
@@ -291,9 +296,6 @@ def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
 def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Prompting):
     """The backend and context length: long enough for the longest prompt plus --max-tokens, checked
     against what the model supports, so no prompt is truncated."""
-    from distill.core.model_source import local_model
-    from distill.eval.models import ModelSpec, context_limit
-
     longest = max(prompt_tokens(tokenizer, task, cfg, prompting) for task in tasks.values())
     needed = longest + cfg.max_tokens
     backend = choose_backend(cfg)
@@ -324,9 +326,6 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Pro
 
 def prompt_tokens(tokenizer, task, cfg: EvalConfig, prompting: Prompting) -> int:
     """Tokens of the longest prompt of a task, rendered as the backends will render it."""
-    from distill.core.chat_template import PromptRenderer
-    from distill.eval.math_hooks import add_think_prefill
-
     render = PromptRenderer(tokenizer, prompting.default_system, say=False)
     docs = list(task.eval_docs)[: cfg.limit] if cfg.limit else list(task.eval_docs)
     longest = 0
@@ -376,7 +375,6 @@ def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: P
     """Generate k samples per problem through lm-eval, then write samples/<task>.jsonl and the metrics."""
     import lm_eval
 
-    from distill.core.log import progress
 
     _quiet_git_probe()
     k = task.config.repeats
@@ -418,8 +416,6 @@ def _is_network_error(err: BaseException) -> bool:
 def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_counts: dict[str, int],
                     cfg: EvalConfig, out: Path, prompting: Prompting) -> dict:
     """Per-sample records (the same cached verdicts process_results computed) and the task's metrics."""
-    from distill.eval.metrics import summarize, with_lengths
-
     reasoning = prompting.reasoning == "on"
     records, scores, tokens = [], [], []
     code = is_code_task(ref)
@@ -461,10 +457,7 @@ def is_code_task(ref: TaskRef) -> bool:
 def score_doc(code: bool, responses: list[str], doc: dict[str, Any], reasoning: bool = True):
     """(ProblemScore, per-sample outcome fields) by the task's grader; for code, each sample's sandbox outcome."""
     if not code:
-        from distill.eval.metrics import score_problem
-
         return score_problem(responses, doc["answer"], reasoning=reasoning), []
-    from distill.eval.code_hooks import score_problem as score_code
 
     score, verdicts = score_code(responses, doc)
     return score, [{"outcome": v.status, "detail": v.detail, "failed_test": v.test} for v in verdicts]
@@ -482,11 +475,6 @@ GRADERS = {
 def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any], prompting: Prompting) -> None:
     """Top-level fields of results.json: the model, the protocol as sent, lineage, and the rows to compare with
     (the base model's eval, the published student and teacher)."""
-    from distill.core.io import package_versions, read_manifest
-    from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.eval.baseline import find_baseline
-    from distill.eval.report import lineage_summary, load_published, match_published
-
     source = model_manifest_dir(cfg.model)
     manifest = read_manifest(source) if source else None
     lineage = lineage_summary(manifest, cfg.model)
@@ -522,8 +510,6 @@ def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any], promptin
 
 def first_prompt(out: Path, results: dict[str, Any]) -> dict[str, Any] | None:
     """The exact prompt sent for the first problem of the first task, as its samples file recorded it."""
-    from distill.core.io import iter_jsonl
-
     for name in results["tasks"]:
         path = out / "samples" / f"{name}.jsonl"
         if not path.is_file():
@@ -539,8 +525,6 @@ def first_prompt(out: Path, results: dict[str, Any]) -> dict[str, Any] | None:
 def model_manifest_dir(model: str) -> Path | None:
     """Where the model's manifest is: its own directory, or the parent when the model is the final/ folder
     of an sft run."""
-    from distill.core.io import read_manifest
-
     path = Path(model).expanduser()
     if not path.is_dir():
         return None
@@ -552,8 +536,6 @@ def model_manifest_dir(model: str) -> Path | None:
 
 def write_eval_manifest(out: Path, cfg: EvalConfig, results: dict[str, Any], started: str,
                         status: str = "complete") -> None:
-    from distill.core.io import write_manifest
-
     source = model_manifest_dir(cfg.model)
     counts = {name: {"problems": t["n"], "samples": t["samples"], "pass@1": round(t["pass@1"], 4)}
               for name, t in results["tasks"].items()}
@@ -582,8 +564,6 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) -> None:
-    from distill.core.log import print_summary
-
     protocol = results.get("protocol") or {}
     rows: dict[str, Any] = {"output": str(out), "reasoning": f"{protocol.get('reasoning')} ({protocol.get('reasoning_why')})"}
     if protocol.get("template_system_prompt"):

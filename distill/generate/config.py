@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from distill.core.config import option
 from distill.core.errors import DistillError
+from distill.generate.parts import parse_part
 
 
 @dataclass
@@ -89,8 +90,6 @@ class GenerateConfig:
         if self.concurrency < 1:
             raise DistillError(f"--concurrency must be at least 1, not {self.concurrency}")
         if self.part is not None:
-            from distill.generate.parts import parse_part
-
             parse_part(self.part)  # a malformed I/N fails here, before anything is loaded
         if self.stop_grace_s <= 0:
             raise DistillError(f"--stop-grace must be a positive number of seconds, not {self.stop_grace_s}")

@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
-from distill.core.io import read_manifest, shard_paths, write_manifest
-
-PARTS = "parts"
-_PART_DIR_RE = re.compile(r"^part-(\d{5})-of-(\d{5})$")
+from distill.core.manifest import read_manifest, write_manifest
+from distill.core.stage_dirs import PARTS, num_parts, part_entries, shard_paths
 
 
 @dataclass(frozen=True)
@@ -65,32 +63,6 @@ def part_dir(out: Path, part: Part) -> Path:
     return out / PARTS / part.name
 
 
-def found_parts(out: Path) -> dict[int, Path]:
-    """Part directories under OUT/parts/ by index; parts of another N than the others' are an error."""
-    root = out / PARTS
-    if not root.is_dir():
-        return {}
-    found, counts = {}, set()
-    for path in sorted(root.iterdir()):
-        m = _PART_DIR_RE.match(path.name)
-        if m and path.is_dir():
-            found[int(m[1])] = path
-            counts.add(int(m[2]))
-    if len(counts) > 1:
-        raise DistillError(f"{root} holds parts of {' and '.join(map(str, sorted(counts)))} splits; keep one split "
-                           "(move the other parts out) and re-run")
-    return found
-
-
-def num_parts(out: Path) -> int | None:
-    """N of a generation in parts, or None for a single run (or nothing yet)."""
-    manifest = read_manifest(out) or {}
-    if manifest.get("num_parts"):
-        return int(manifest["num_parts"])
-    found = found_parts(out)
-    return int(_PART_DIR_RE.match(next(iter(found.values())).name)[2]) if found else None
-
-
 def check_layout(out: Path, part: Part | None) -> None:
     """A part run into a single run's OUT, a single run into a parted OUT, or another N: refused, one line each."""
     n = num_parts(out)
@@ -123,23 +95,6 @@ def _whole_lock(out: Path):
         os.close(fd)
 
 
-def part_entries(out: Path, count: int) -> dict[str, dict[str, Any]]:
-    """One entry per part, read from the parts' own manifests: status (missing when never started), rows."""
-    found = found_parts(out)
-    entries = {}
-    for index in range(count):
-        manifest = read_manifest(found[index]) if index in found else None
-        counts = (manifest or {}).get("counts", {})
-        entries[str(index)] = {
-            "status": (manifest or {}).get("status", "missing"),
-            "rows": counts.get("rows", 0),
-            "rows_expected": counts.get("rows_expected"),
-            "host": (manifest or {}).get("host"),
-            "finished_at": (manifest or {}).get("finished_at"),
-        }
-    return entries
-
-
 def update_whole(out: Path, part: Part, config: dict[str, Any], started_at: str, extra: dict[str, Any]) -> str:
     """Rewrite OUT/manifest.json from every part's manifest; returns the status of the whole."""
     with _whole_lock(out):
@@ -160,27 +115,3 @@ def update_whole(out: Path, part: Part, config: dict[str, Any], started_at: str,
                        started_at=previous.get("started_at", started_at),
                        extra={**extra, "num_parts": part.count, "parts": entries})
     return status
-
-
-# ---------------------------------------------------------------- reading the parts (curate)
-
-
-def is_parted(directory: Path) -> bool:
-    return bool((read_manifest(directory) or {}).get("num_parts")) or (directory / PARTS).is_dir()
-
-
-def part_shards(directory: Path, allow_incomplete: bool = False) -> list[Path]:
-    """The trace shards of every complete part (of every part with --allow-incomplete); a part not complete is
-    refused in one line that names it, so a dataset is never cut from a generation still under way."""
-    count = num_parts(directory)
-    if count is None:
-        raise DistillError(f"{directory} holds no parts; pass a generate output directory")
-    entries = part_entries(directory, count)
-    unfinished = {int(i): e["status"] for i, e in entries.items() if e["status"] != "complete"}
-    if unfinished and not allow_incomplete:
-        names = ", ".join(f"{i}/{count} ({s})" for i, s in sorted(unfinished.items()))
-        raise DistillError(f"{directory}: {len(unfinished)} of {count} parts are not complete: {names}; run "
-                           "those parts (`distill generate ... --part I/N`), or pass --allow-incomplete to curate "
-                           "the rows written so far")
-    found = found_parts(directory)
-    return [shard for index in sorted(found) for shard in shard_paths(found[index] / "traces")]

@@ -19,19 +19,8 @@ from typing import Any
 import pyarrow as pa
 
 from distill.core.errors import DistillError
-
-PROMPT_FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
-
-
-def user_prompt(problem: str, suffix: str | None) -> str:
-    """The user turn: the problem, then the instruction line (R1's advice for math: ask for a boxed answer).
-    The eval tasks build their prompts the same way, so students see at test time what they trained on."""
-    return f"{problem.strip()}\n{suffix}" if suffix else problem.strip()
-
-
-def build_messages(problem: str, suffix: str | None, system_prompt: str | None = None) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return messages + [{"role": "user", "content": user_prompt(problem, suffix)}]
+from distill.core.readers import PROMPT_FILE_SUFFIXES, hub_dataset, read_file
+from distill.core.schema import CODE_LANGUAGES
 
 
 def load_prompts(
@@ -91,8 +80,6 @@ def code_columns(rows: list[dict[str, Any]], columns: list[str], src: str, tests
     """The CODE fields (schema.CODE) of a prompt set that has tests; {} for a set without. Tests given as a
     list or a dict (MBPP's test_list, CodeContests' {"input": [...], "output": [...]}) are stored as JSON text,
     which the code grader reads back; a row without tests is a math row (all three null)."""
-    from distill.core.schema import CODE_LANGUAGES
-
     if tests_field not in columns:
         if tests_field != "tests":
             raise DistillError(f"prompts '{src}' have no '{tests_field}' field (fields: {', '.join(columns[:12])}); "
@@ -138,47 +125,8 @@ def _read_rows(src: str, split: str, subset: str | None) -> list[dict[str, Any]]
     return _read_hub(src, split, subset)
 
 
-def read_file(path: Path, what: str = "prompts") -> list[dict[str, Any]]:
-    """All rows of one .jsonl/.json/.parquet file (curate reads trace files through this too)."""
-    from distill.core.io import iter_jsonl
-
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.read_table(path).to_pylist()
-        except (pa.ArrowInvalid, OSError) as err:
-            raise DistillError(f"cannot read {what} '{path}' as parquet ({err}); pass a valid .parquet file") from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DistillError(f"{what} '{path}' are not valid JSON ({err.msg} at line {err.lineno})") from None
-        if not isinstance(data, list):
-            raise DistillError(f"{what} '{path}' must be a JSON list of objects (or use .jsonl, one per line)")
-        return data
-    if path.suffix == ".jsonl":
-        return list(iter_jsonl(path))
-    raise DistillError(f"{what} file '{path}' has an unknown type; use .jsonl, .json or .parquet")
-
-
 def _read_hub(dataset_id: str, split: str, subset: str | None) -> list[dict[str, Any]]:
     return hub_dataset(dataset_id, split, subset).to_list()
-
-
-def hub_dataset(dataset_id: str, split: str, subset: str | None, what: str = "prompts") -> Any:
-    """One split of a hub dataset (datasets.Dataset); any failure is one line naming the fix. Curate reads its
-    trace sets through this too."""
-    try:
-        import datasets
-
-        return datasets.load_dataset(dataset_id, subset, split=split)
-    except Exception as err:  # noqa: BLE001 - the hub raises many kinds; all mean "could not load"
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise DistillError(
-            f"could not load {what} '{dataset_id}' (split {split}) from the hub: {first}; "
-            "pass a local .jsonl/.parquet file, or check the dataset id, --split and your network"
-        ) from None
 
 
 def _prompt_ids(rows: list[dict[str, Any]], id_field: str, problem_field: str, src: str) -> list[str]:

@@ -19,17 +19,22 @@ from typing import Any
 
 from distill.core.config import to_dict
 from distill.core.errors import DistillError, Interrupted
+from distill.core.log import fmt_duration, get_logger, print_summary, progress
+from distill.core.manifest import DirLock, is_complete, now, read_manifest, spelled_out, write_manifest
 from distill.core.preempt import GraceExpired, StopOnSignal
+from distill.core.protocol import build_messages
+from distill.core.schema import CODE, TRACE
+from distill.core.shards import ShardWriter, read_shards
+from distill.core.teachers import get_teacher
+from distill.core.vllm_args import check_engine_args, is_cpu_build, require_vllm
+from distill.generate.backends import BackendOptions, Request, choose_backend, open_backend
 from distill.generate.config import GenerateConfig
+from distill.generate.parts import check_layout, parse_part, part_dir, update_whole
+from distill.generate.prompts import load_prompts
+from distill.generate.replicas import Layout, check_fits, detect_gpus, is_teachers_model, replica_layout
 
 
 def run(cfg: GenerateConfig) -> Path:
-    from distill.core.io import DirLock, ShardWriter, is_complete, now, write_manifest
-    from distill.core.log import get_logger
-    from distill.core.teachers import get_teacher
-    from distill.generate.parts import check_layout, parse_part, part_dir, update_whole
-    from distill.generate.prompts import load_prompts
-
     # ---------------------------------------------------------------- resolve the run
     teacher = get_teacher(cfg.teacher)
     sampling = resolve_sampling(cfg, teacher)
@@ -94,8 +99,6 @@ def inflight_grace(grace_s: float) -> float:
 
 def resolve_sampling(cfg: GenerateConfig, teacher) -> dict[str, Any]:
     """The teacher's defaults with this run's overrides: everything that decides what the teacher writes."""
-    from distill.core.io import spelled_out
-
     def pick(value, default):
         return default if value is None else value
 
@@ -114,8 +117,6 @@ def resolve_sampling(cfg: GenerateConfig, teacher) -> dict[str, Any]:
 
 def check_resume(out: Path, sampling: dict[str, Any], force: bool) -> list[dict[str, Any]]:
     """Refuse to add rows made with another teacher or sampling to an existing run, unless forced."""
-    from distill.core.io import read_manifest
-
     previous = read_manifest(out)
     if not previous or previous.get("stage") != "generate":
         if previous:
@@ -138,7 +139,6 @@ def trace_schema(prompts):
     carried through untouched."""
     import pyarrow as pa
 
-    from distill.core.schema import CODE, TRACE
 
     code = [f for f in CODE if f.name in prompts.column_names]
     extra = [prompts.schema.field(n) for n in prompts.column_names if n not in TRACE.names and n not in CODE.names]
@@ -151,8 +151,6 @@ def sample_seed(base: int, row_id: str) -> int:
 
 
 def open_teacher(cfg: GenerateConfig, teacher, sampling):
-    from distill.generate.backends import choose_backend, open_backend
-
     backend_name = choose_backend(cfg.backend or teacher.backend, bool(cfg.base_url))
     if cfg.vllm and backend_name != "vllm":
         raise DistillError(f"--set vllm.* is for --backend vllm, not {backend_name}; drop it or choose the vllm "
@@ -165,9 +163,6 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer, stop=None) ->
     stop request (SIGTERM) nothing more is sent; what is in flight may finish until the grace is spent."""
     import time
 
-    from distill.core.log import get_logger, progress
-    from distill.generate.backends import Request
-    from distill.generate.prompts import build_messages
 
     backend_name = backend.name
     rows = prompts.to_pylist()
@@ -222,8 +217,6 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer, stop=None) ->
 
 def note_error(reasons: Counter[str], done) -> None:
     """Count a failed request by its message; say each new kind of failure once, as it first happens."""
-    from distill.core.log import get_logger
-
     message = " ".join(str(done.error).split())[:300]
     if message not in reasons and len(reasons) < 5:
         what = "will be retried on a re-run" if done.retryable else "written as an error row"
@@ -232,9 +225,6 @@ def note_error(reasons: Counter[str], done) -> None:
 
 
 def backend_options(cfg: GenerateConfig, teacher, sampling, backend_name: str = "vllm"):
-    from distill.generate.backends import BackendOptions
-    from distill.generate.replicas import Layout, is_teachers_model
-
     layout = engine_layout(cfg, teacher, sampling["model"]) if backend_name == "vllm" else Layout(1, 1)
     # the teacher's context length is sized for its own traces; another model keeps its own limit
     own = is_teachers_model(sampling["model"], teacher.model_id)
@@ -250,10 +240,6 @@ def backend_options(cfg: GenerateConfig, teacher, sampling, backend_name: str = 
 
 def engine_layout(cfg: GenerateConfig, teacher, model: str):
     """Tensor/pipeline sizes for the in-process engine, checked against the GPUs this node has."""
-    from distill.core.log import get_logger
-    from distill.core.vllm_args import check_engine_args, is_cpu_build, require_vllm
-    from distill.generate.replicas import check_fits, detect_gpus, replica_layout
-
     require_vllm()
     check_engine_args(cfg.vllm)  # a typo is said before anything starts
     gpus = detect_gpus()
@@ -288,8 +274,6 @@ def trace_row(prompt: dict[str, Any], sample: int, messages, done, teacher: str)
 def run_counts(out: Path, expected: int, prompts, cfg: GenerateConfig, writer, stats) -> dict[str, Any]:
     """Counts over the whole output directory (earlier runs included) plus this run's own figures; `expected`
     is the rows of this run's slice (all prompts x samples without --part)."""
-    from distill.core.io import read_shards
-
     table = read_shards(out / "traces", "traces", columns=["finish_reason", "completion_tokens"])
     reasons = Counter(table.column("finish_reason").to_pylist()) if table.num_rows else Counter()
     tokens = sum(table.column("completion_tokens").to_pylist()) if table.num_rows else 0
@@ -312,9 +296,6 @@ def run_counts(out: Path, expected: int, prompts, cfg: GenerateConfig, writer, s
 
 def print_generate_summary(out: Path, counts: dict[str, Any], status: str, whole: Path | None = None,
                            whole_status: str | None = None) -> None:
-    from distill.core.io import read_manifest
-    from distill.core.log import fmt_duration, print_summary
-
     run = counts.get("this_run", {})
     reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(counts["finish_reasons"].items())) or "-"
     rows = {

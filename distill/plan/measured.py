@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
+from distill.core.manifest import read_manifest
+from distill.core.teachers import TEACHERS
 
 STAGES = ("generate", "curate", "sft", "eval")
 
@@ -32,7 +34,6 @@ class Measured:
 
 def read_measured(root: str | Path) -> Measured:
     root = Path(root).expanduser()
-    from distill.core.io import read_manifest  # pulls in pyarrow: not at import, `distill --help` must stay instant
 
     if not root.is_dir():
         raise DistillError(f"--from '{root}' is not a directory; pass a run directory holding stage dirs with "
@@ -51,8 +52,6 @@ def read_measured(root: str | Path) -> Measured:
 
 def stage_dirs(root: Path) -> dict[str, list[Path]]:
     """Complete stage dirs by stage: ROOT itself and its children, in name order."""
-    from distill.core.io import read_manifest
-
     found: dict[str, list[Path]] = {}
     for path in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
         manifest = read_manifest(path)
@@ -77,8 +76,6 @@ def follow_chain(found: dict[str, list[Path]]) -> dict[str, Path]:
 
 
 def _reads(path: Path, upstream: Path) -> bool:
-    from distill.core.io import read_manifest
-
     inputs = (read_manifest(path) or {}).get("inputs", [])
     return any(Path(i.get("path", "")).resolve() == upstream.resolve() for i in inputs)
 
@@ -89,7 +86,7 @@ def _set(m: Measured, name: str, value: Any, path: Path) -> None:
 
 
 def _generate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
-    from distill.core.io import read_shards
+    from distill.core.shards import read_shards  # pyarrow: only for `distill plan --from` a generate run
 
     counts = manifest.get("counts", {})
     table = read_shards(path / "traces", "traces", columns=["prompt_tokens", "completion_tokens"])
@@ -116,8 +113,6 @@ def _generate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
 
 def vllm_gpus(config: dict[str, Any]) -> int | None:
     """GPUs of an in-process vLLM generate run (an OpenAI-compatible server's GPUs are not recorded: None)."""
-    from distill.core.teachers import TEACHERS
-
     if config.get("backend") != "vllm":
         return None
     hint = TEACHERS[config["teacher"]].serving.get(str(config.get("gpu_type", "")).lower(), {}) \
@@ -128,7 +123,7 @@ def vllm_gpus(config: dict[str, Any]) -> int | None:
 
 
 def _curate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
-    from distill.core.io import read_shards
+    from distill.core.shards import read_shards  # pyarrow: only for `distill plan --from` a curate run
 
     counts = manifest.get("counts", {})
     if counts.get("input_rows"):

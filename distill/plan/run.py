@@ -29,11 +29,15 @@ from typing import Any
 
 from distill.core.errors import DistillError
 from distill.core.paths import ROOT
+from distill.core.protocol import user_prompt
 from distill.core.teachers import get_teacher
+from distill.curate.filters import PerPromptCapParams
 from distill.plan.config import Assumptions, PlanConfig
-from distill.plan.hardware import GPU, TEACHER_PROFILES, get_gpu, student_shape
+from distill.plan.hardware import GPU, GPUS, TEACHER_PROFILES, get_gpu, student_shape
 from distill.plan.measured import Measured, read_measured
-from distill.sft.memory import GIB, estimate
+from distill.sft.launch import sharding
+from distill.sft.memory import GIB, estimate, memory_plan
+from distill.sft.recipe import SFT_DEFAULTS, load_recipe
 
 CHARS_PER_TOKEN = 3.5  # English prose with LaTeX through a 100K+ BPE vocabulary (Qwen2.5, DeepSeek-V3): ~3-4
 # Eval problems per task, and R1-protocol samples per problem (distill eval's defaults).
@@ -83,12 +87,11 @@ def count_prompts(cfg: PlanConfig, measured: Measured) -> tuple[int, str]:
     if not Path(cfg.prompts).expanduser().exists():
         raise DistillError(f"--prompts '{cfg.prompts}' is neither a count nor an existing prompt file; pass a number "
                            "(--prompts 200000) or a .jsonl/.json/.parquet file or directory")
-    from distill.generate.prompts import load_prompts
+
+    from distill.generate.prompts import load_prompts  # pyarrow: only when --prompts names a file
 
     table = load_prompts(cfg.prompts)
     if table.num_rows and "prompt_tokens_mean" not in measured.values:  # the file says how long its prompts are
-        from distill.generate.prompts import user_prompt
-
         suffix = get_teacher(cfg.teacher).prompt_suffix
         chars = sum(len(user_prompt(p, suffix)) for p in table.column("problem").to_pylist()) / table.num_rows
         measured.values["prompt_tokens_mean"] = chars / CHARS_PER_TOKEN
@@ -160,7 +163,6 @@ def decode_per_node(a: Assumptions, profile: Any, gpu: GPU, per_node: int) -> fl
         if profile is None:
             raise DistillError(f"no decode throughput known for teacher '{a.cfg.teacher}'; give it by hand: "
                                "--set generate_tokens_per_s_per_node=5000")
-        from distill.plan.hardware import GPUS
 
         scale = gpu.hbm_tb_s / GPUS[profile.decode_gpu].hbm_tb_s
         note = f"{profile.decode_source}; x{scale:.2f} HBM bandwidth of this GPU" if scale != 1 else profile.decode_source
@@ -174,8 +176,6 @@ def decode_per_node(a: Assumptions, profile: Any, gpu: GPU, per_node: int) -> fl
 def plan_curate(a: Assumptions, gen: dict[str, Any]) -> dict[str, Any]:
     """Kept traces: the keep rate, and never more per prompt than curate's per_prompt_cap keeps (4 by default:
     beyond 4 samples a prompt, more samples buy fewer kept traces)."""
-    from distill.curate.filters import PerPromptCapParams
-
     keep = a.get("keep_rate")
     cap = a.get("max_per_prompt", PerPromptCapParams().max_per_prompt, "distill curate's default per_prompt_cap "
                 "(recipes/curate/r1_math.yaml)")
@@ -188,8 +188,6 @@ def plan_curate(a: Assumptions, gen: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_sft(cfg: PlanConfig, a: Assumptions, gpu: GPU, cur: dict[str, Any], measured: Measured) -> dict[str, Any]:
-    from distill.sft.recipe import SFT_DEFAULTS, load_recipe
-
     recipe = load_recipe(cfg.student, cfg.recipe_overrides)
     args = {**SFT_DEFAULTS, **recipe.sft}  # TRL's names; planned for a GPU run, whatever this machine is
     shape, params, shape_source = student_shape(recipe.model.name, recipe.model.config,
@@ -280,8 +278,6 @@ def accelerate_config(path: str | None) -> dict[str, Any]:
 
 
 def _sharding(accel: dict[str, Any], world: int) -> str:
-    from distill.sft.launch import sharding
-
     return sharding(accel) if world > 1 or accel else "none"
 
 
@@ -309,8 +305,6 @@ def memory_check(recipe: Any, args: dict[str, Any], accel: dict[str, Any], shape
                  sharding: str) -> dict[str, Any]:
     """distill sft's own estimate at this plan's GPU count; when it does not fit, the fixes, and the fewest GPUs
     that would fit with ZeRO-3 (or that no count does)."""
-    from distill.sft.run import memory_plan
-
     launch = dataclasses.replace(recipe.launch, num_processes=world, num_machines=1, gpu_memory_gb=gpu.memory_gb)
     mplan = memory_plan(dataclasses.replace(recipe, launch=launch), args, accel, shape)
     mplan = dataclasses.replace(mplan, sharding=sharding)

@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
+from distill.core.manifest import read_manifest
+from distill.core.schema import SFT_EXAMPLE, validate
+from distill.core.stage_dirs import shard_paths
+from distill.sft.student_template import tokenize_example
 
 TOKENIZE_VERSION = 1  # bump when tokenization changes, so cached datasets are rebuilt
 
@@ -110,8 +114,6 @@ def local_files(path: Path) -> list[Path]:
     """The SFT shards of a curate output dir (or a parquet file), schema-checked."""
     import pyarrow.parquet as pq
 
-    from distill.core.io import read_manifest, shard_paths
-    from distill.core.schema import SFT_EXAMPLE, validate
 
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest and manifest.get("stage") == "generate":
@@ -219,7 +221,6 @@ def tokenize(ds: Any, tokenizer: Any, eos_id: int, cache_file: Path, num_proc: i
 
     from datasets import Features, Sequence, Value
 
-    from distill.sft.student_template import tokenize_example
 
     if num_proc is None and len(ds) >= 20_000:
         num_proc = max(1, min(32, (os.cpu_count() or 2) // 2))

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError, Interrupted
-from distill.core.io import read_manifest
+from distill.core.log import get_logger
+from distill.core.manifest import read_manifest
 from distill.core.paths import ROOT
 
 LAUNCHED = "DISTILL_LAUNCHED"  # set in the launched processes, so they never launch again
@@ -78,8 +79,6 @@ def needs_relaunch(launch: Any, config: dict[str, Any]) -> bool:
 
 def relaunch(recipe_file: Path, launch: Any) -> None:
     """Run `accelerate launch ... -m distill sft RECIPE_FILE` and wait; a failed launch is a DistillError."""
-    from distill.core.log import get_logger
-
     if not launch.accelerate_config:
         raise DistillError("more than one process needs launch.accelerate_config (recipes/accelerate/ddp.yaml, "
                            "fsdp.yaml or zero3.yaml)")

@@ -20,6 +20,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.sft import launch
+from distill.sft.recipe import (
+    SFTRecipe,
+)
+
 GIB = 2**30
 OVERHEAD = 3 * GIB  # CUDA context, allocator slack, kernels' workspaces, the LM head's tiles
 
@@ -155,3 +160,18 @@ def fixes(shape: ModelShape, plan: MemoryPlan) -> tuple[list[str], list[str]]:
 
 def _fits(shape: ModelShape, plan: MemoryPlan) -> bool:
     return sum(_parts(shape, plan).values()) <= 0.95 * plan.gpu_bytes
+
+
+def memory_plan(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, Any], shape: Any) -> Any:
+    # GPU "GB" are GiB: an 80 GB H100 reports 79.2 GiB
+    gpu = recipe.launch.gpu_memory_gb * GIB if recipe.launch.gpu_memory_gb else gpu_memory_bytes()
+    lora = 0
+    if recipe.lora:  # r x (in + out) per adapted linear: 7 linears per layer of about hidden x hidden..intermediate
+        lora = recipe.lora.r * shape.layers * (4 * 2 * shape.hidden + 3 * (shape.hidden + shape.intermediate))
+    optim = str(args.get("optim", "adamw_torch"))
+    return MemoryPlan(
+        tokens_per_device=(args.get("max_length") or 4096) * args.get("per_device_train_batch_size", 1),
+        checkpointing=bool(args.get("gradient_checkpointing", True)), checkpoint_fraction=recipe.checkpoint_layers,
+        world=launch.total_processes(recipe.launch),
+        sharding=launch.sharding(accelerate), optimizer="8bit" if "8bit" in optim else "adamw", lora_params=lora,
+        gpu_bytes=gpu)

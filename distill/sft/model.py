@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
+from distill.core.log import get_logger, is_main_process
 from distill.core.model_source import local_model, remote_code_error
+from distill.sft.attention import register
+from distill.sft.memory import shape_of
+from distill.sft.student_template import apply_template, get_template, set_model_eos
+from distill.sft.trainer import DistillSFTTrainer, SelectiveCheckpointing
 
 
 def load_tokenizer(spec: Any) -> tuple[Any, int]:
     from transformers import AutoTokenizer
 
-    from distill.sft.student_template import apply_template, get_template
 
     source = local_model(spec.tokenizer or spec.name)  # a .gguf file: tokenizer and template from the file
     try:
@@ -62,8 +66,6 @@ def load_model(spec: Any, args: dict[str, Any], tokenizer: Any | None = None, eo
     import torch
     from transformers import AutoModelForCausalLM
 
-    from distill.sft.attention import register
-    from distill.sft.student_template import set_model_eos
 
     attn = register() if spec.attn_implementation == "auto" else spec.attn_implementation
     dtype = getattr(torch, spec.dtype) if spec.dtype != "auto" else (
@@ -98,7 +100,6 @@ def single_thread_if_tiny(model: Any) -> None:
 
     import torch
 
-    from distill.core.log import get_logger
 
     if "OMP_NUM_THREADS" not in os.environ and sum(p.numel() for p in model.parameters()) < 20_000_000:
         torch.set_num_threads(1)
@@ -108,8 +109,6 @@ def single_thread_if_tiny(model: Any) -> None:
 def build_trainer(recipe: Any, config: Any, model: Any, tokenizer: Any, train: Any,
                   eval_data: Any = None) -> Any:
     """The trainer over a tokenized dataset (input_ids, labels); `config` is the SFTConfig from sft_config()."""
-    from distill.sft.trainer import DistillSFTTrainer, SelectiveCheckpointing
-
     peft_config = None
     if recipe.lora:
         from peft import LoraConfig
@@ -128,7 +127,6 @@ def model_shape_from_config(spec: Any) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from distill.sft.memory import shape_of
 
     try:
         config = load_config(spec)
@@ -142,8 +140,6 @@ def model_shape_from_config(spec: Any) -> Any:
 def save_final(trainer: Any, recipe: Any, out: Path) -> None:
     """OUTPUT_DIR loads with AutoModelForCausalLM: the weights (LoRA adapters merged unless lora.merge is false),
     tokenizer with chat template, and a generation_config whose EOS ends the assistant turn."""
-    from distill.core.log import is_main_process
-
     if not recipe.lora or not recipe.lora.merge:
         trainer.save_model(str(out))
         return

@@ -18,12 +18,12 @@ from typing import Any
 
 from distill.core.config import to_dict
 from distill.core.errors import DistillError
+from distill.core.log import get_logger, is_main_process, print_summary
+from distill.core.manifest import read_manifest, spelled_out, write_manifest
 
 
 def run_key(recipe: Any) -> str:
     """What makes a run a different run: the student and the data (not launch, precision or logging details)."""
-    from distill.core.io import spelled_out
-
     model = {k: v for k, v in to_dict(recipe.model).items() if k not in ("dtype", "attn_implementation")}
     key = spelled_out({"model": model, "datasets": [to_dict(d) for d in recipe.datasets],
                        "lora": to_dict(recipe.lora) if recipe.lora else None})
@@ -32,9 +32,6 @@ def run_key(recipe: Any) -> str:
 
 def finished(out: Path, recipe: Any) -> bool:
     """True (after saying so) when OUTPUT_DIR already holds this recipe's finished model."""
-    from distill.core.io import read_manifest
-    from distill.core.log import get_logger
-
     manifest = read_manifest(out)
     if not manifest or manifest.get("stage") != "sft" or manifest.get("status") != "complete":
         return False
@@ -50,9 +47,6 @@ def finished(out: Path, recipe: Any) -> bool:
 def prepare_output_dir(out: Path, recipe: Any) -> str | None:
     """The last complete checkpoint to resume from, or None. A checkpoint a kill cut short (no trainer_state.json,
     written last) is set aside; a directory holding another run's checkpoints is refused unless forced."""
-    from distill.core.io import read_manifest
-    from distill.core.log import get_logger, is_main_process
-
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out) or {}
     checkpoints = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
@@ -111,9 +105,6 @@ def training_summary(trainer: Any, result: Any) -> dict[str, Any]:
 
 def write_sft_manifest(out: Path, recipe: Any, args: dict[str, Any], data: Any, training: dict | None,
                        started: str, status: str) -> None:
-    from distill.core.io import write_manifest
-    from distill.core.log import is_main_process
-
     if not is_main_process():
         return
     config = {**to_dict(recipe), "student": recipe.model.name, "recipe": recipe.name, "sft_resolved": args,
@@ -125,8 +116,6 @@ def write_sft_manifest(out: Path, recipe: Any, args: dict[str, Any], data: Any, 
 
 def finish(out: Path, trainer: Any, data: Any) -> None:
     """Plot, summary, and the tokenized-data cache removed: the finished dir holds the model, not the data."""
-    from distill.core.log import is_main_process, print_summary
-
     if not is_main_process():
         return
     shutil.rmtree(out / ".cache", ignore_errors=True)

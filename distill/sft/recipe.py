@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.core.config import option
+from distill.core.config import load_config, option
 from distill.core.errors import DistillError
 
 
@@ -133,8 +133,6 @@ SFT_DEFAULTS: dict[str, Any] = {
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SFTRecipe:
     """The recipe from YAML + `key=value` overrides; its name defaults to the file's stem."""
-    from distill.core.config import load_config
-
     recipe = load_config(SFTRecipe, path, list(overrides))
     if recipe.name is None:
         recipe.name = Path(path).stem

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError, Interrupted
+from distill.core.log import get_logger, print_summary
+from distill.core.manifest import now
 from distill.core.preempt import StopOnSignal
+from distill.sft import launch, memory
+from distill.sft.data import build_datasets, check_datasets
+from distill.sft.memory import memory_plan
 from distill.sft.model import build_trainer, load_model, load_tokenizer, model_shape_from_config, save_final
 from distill.sft.output_dir import (
     finish,
@@ -34,14 +39,10 @@ from distill.sft.recipe import (
     SFT_DEFAULTS,
     SFTRecipe,
 )
+from distill.sft.trainer import SaveAndStopOnSignal
 
 
 def run(recipe: SFTRecipe) -> Path:
-    from distill.core.io import now
-    from distill.sft import launch
-    from distill.sft.data import check_datasets
-    from distill.sft.trainer import SaveAndStopOnSignal
-
     out = Path(recipe.output_dir)
     args = resolve_args(recipe)
     accelerate = launch.read_accelerate_config(recipe.launch.accelerate_config)
@@ -141,7 +142,6 @@ def adapt_to_device(args: dict[str, Any]) -> None:
 
     import torch
 
-    from distill.core.log import get_logger
 
     off = []
     if not torch.cuda.is_available():
@@ -179,8 +179,6 @@ def check_memory(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, 
     """Warn before loading anything large when the run will not fit, naming the changes that make it fit."""
     import torch
 
-    from distill.core.log import get_logger, print_summary
-    from distill.sft import launch, memory
 
     if not torch.cuda.is_available() and not recipe.launch.gpu_memory_gb:
         get_logger().info("no GPU here: memory estimate skipped (set launch.gpu_memory_gb to size a GPU run)")
@@ -202,28 +200,10 @@ def check_memory(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, 
                          f"sharding); {fix}")
 
 
-def memory_plan(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, Any], shape: Any) -> Any:
-    from distill.sft import launch, memory
-
-    # GPU "GB" are GiB: an 80 GB H100 reports 79.2 GiB
-    gpu = recipe.launch.gpu_memory_gb * memory.GIB if recipe.launch.gpu_memory_gb else memory.gpu_memory_bytes()
-    lora = 0
-    if recipe.lora:  # r x (in + out) per adapted linear: 7 linears per layer of about hidden x hidden..intermediate
-        lora = recipe.lora.r * shape.layers * (4 * 2 * shape.hidden + 3 * (shape.hidden + shape.intermediate))
-    optim = str(args.get("optim", "adamw_torch"))
-    return memory.MemoryPlan(
-        tokens_per_device=(args.get("max_length") or 4096) * args.get("per_device_train_batch_size", 1),
-        checkpointing=bool(args.get("gradient_checkpointing", True)), checkpoint_fraction=recipe.checkpoint_layers,
-        world=launch.total_processes(recipe.launch),
-        sharding=launch.sharding(accelerate), optimizer="8bit" if "8bit" in optim else "adamw", lora_params=lora,
-        gpu_bytes=gpu)
-
-
 def load_data(recipe: SFTRecipe, tokenizer: Any, eos_id: int, args: dict[str, Any], out: Path) -> Any:
     """Tokenize on the main process first, so the other ranks read its cache instead of redoing the work."""
     from accelerate import PartialState
 
-    from distill.sft.data import build_datasets
 
     with PartialState().main_process_first():
         return build_datasets(recipe.datasets, tokenizer, eos_id, args.get("max_length"), out / ".cache",

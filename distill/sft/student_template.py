@@ -12,12 +12,12 @@ reasoning, the answer and the EOS that makes it stop. Anything the template adds
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from distill.core.chat_template import common_prefix
 from distill.core.errors import DistillError
 
 IGNORE = -100
@@ -118,17 +118,6 @@ def render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bo
 def encode(tokenizer: Any, text: str) -> list[int]:
     # the template already writes every special token (BOS included) as text
     return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def common_prefix(a: Sequence, b: Sequence) -> int:
-    """Length of the common prefix (of token ids, or of strings). For reasoning rows this is the whole prompt,
-    "<think>\\n" included; for a non-reasoning row (no <think>) it stops after the assistant header."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def last_index(ids: list[int], value: int) -> int | None:

@@ -17,6 +17,9 @@ from typing import Any
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
+from distill.core.log import Progress
+from distill.sft.attention import boundaries_from_positions
+
 # Dense bf16 tensor-core peak per GPU (datasheets); matched in order against torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = [
     ("H100 PCIe", 756e12), ("H100", 989.4e12), ("H200", 989.4e12), ("GH200", 989.4e12), ("H800", 989.4e12),
@@ -53,8 +56,6 @@ def document_lengths(inputs: dict[str, Any]) -> list[int]:
     if inputs.get("attention_mask") is not None:
         return inputs["attention_mask"].sum(-1).tolist()
     if inputs.get("position_ids") is not None:
-        from distill.sft.attention import boundaries_from_positions
-
         return boundaries_from_positions(inputs["position_ids"])[0].diff().tolist()
     return [inputs["input_ids"].shape[1]] * inputs["input_ids"].shape[0]
 
@@ -143,8 +144,6 @@ class ProgressCallback(TrainerCallback):
         self._counted = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        from distill.core.log import Progress
-
         # a resumed run counts only the steps still to do, so rates and ETA stay right
         self.bar = Progress("sft", total=state.max_steps - state.global_step, unit="steps").__enter__()
 

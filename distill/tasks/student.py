@@ -15,6 +15,9 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.tasks.arithmetic import SumTask, completion_text, parse_problem, solve
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # <think> tags are added tokens but not special ones: decoding with skip_special_tokens keeps them, as in the
 # DeepSeek-R1-Distill tokenizers, so the grader still sees where the reasoning ends.
@@ -47,9 +50,6 @@ STUDENT_CONFIG: dict[str, Any] = {
 
 def tokenizer_corpus() -> list[str]:
     """Text the BPE merges are learned from: the task's prompts and traces in the chat layout."""
-    from distill.core.teachers import R1_PROMPT_SUFFIX
-    from distill.tasks.arithmetic import SumTask, completion_text, parse_problem, solve
-
     texts = []
     for digits, terms in ((1, 10), (2, 8)):
         for row in SumTask(terms, digits).prompts("train", 100, seed=12345):

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from distill.core.errors import DistillError
 from distill.generate.backends import BackendOptions, Completion, Request
 from distill.tasks import arithmetic as task
+from distill.tasks.student import build_tokenizer, chat_prompt, count_tokens
 
 FLAWS = ("wrong_answer", "truncated", "repetition", "mixed_language")
 DEFAULT_FLAW_RATE = 0.04
@@ -98,8 +99,6 @@ class ArithmeticTeacher:
             yield self.complete(request)
 
     def complete(self, request: Request) -> Completion:
-        from distill.tasks.student import chat_prompt, count_tokens
-
         prompt = chat_prompt(request.messages)
         terms = task.parse_problem(_user_turn(request.messages))
         if terms is None:
@@ -120,8 +119,6 @@ def _user_turn(messages: list[dict[str, str]]) -> str:
 
 def _limit_tokens(text: str, finish: str, max_tokens: int) -> tuple[str, str]:
     """Cut a completion at `max_tokens` tokens of the student tokenizer, as a served model would stop."""
-    from distill.tasks.student import build_tokenizer
-
     encoding = build_tokenizer().encode(text, add_special_tokens=False)
     if len(encoding.ids) <= max_tokens:
         return text, finish
