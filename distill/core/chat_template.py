@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from distill.core.errors import DistillError
 from distill.core.log import get_logger
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN, prefilled_think
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 # Probe contents: no template default starts or ends like these, so the texts rendered with and without a
 # system message differ exactly where the system content goes.
 PROBE_USER = "\u2063distill probe: what is 1 + 1?\u2063"
@@ -182,7 +182,7 @@ def default_system_of(tokenizer: Any) -> DefaultSystem | None:
 def opens_think(tokenizer: Any) -> bool:
     """Does the template's generation prompt itself open the think block (R1-0528, QwQ and chatml_r1 do)?"""
     prompt = render(tokenizer, [{"role": "user", "content": PROBE_USER}])
-    return prompt.rstrip(" ").endswith((THINK_OPEN, THINK_OPEN + "\n"))
+    return bool(prefilled_think(prompt))
 
 
 def knows_think(tokenizer: Any) -> str | None:

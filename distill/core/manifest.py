@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,31 @@ from distill._version import __version__
 from distill.core.errors import DistillError
 
 MANIFEST = "manifest.json"
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A hidden temp path beside `path`, renamed over it when the block succeeds: a reader (or a resumed run)
+    sees the old file or the new one, never half of one. Every file a later run reads as "done" (manifests,
+    curation_report.json, results.json, staged units) is written through this."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    yield tmp
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    """`data` as indented JSON (non-JSON values as their str), the way every distill JSON file is written."""
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 class DirLock:
@@ -147,11 +173,7 @@ def write_manifest(
         "versions": package_versions(),
         **(extra or {}),
     }
-    path = directory / MANIFEST
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(directory / MANIFEST, manifest)
 
 
 def find_stage(manifest: dict[str, Any] | None, stage: str) -> dict[str, Any] | None:

@@ -25,6 +25,12 @@ def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
 PROMPT_FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
+def looks_local(name: str) -> bool:
+    """Is `name` a path the user meant (so "not found" is the error), rather than a hub id? A hub id is `name`
+    or `org/name`; a path starts like one or has more than one '/'."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
 def read_file(path: Path, what: str = "prompts") -> list[dict[str, Any]]:
     """All rows of one .jsonl/.json/.parquet file (curate reads trace files through this too)."""
     if path.suffix == ".parquet":

@@ -1,6 +1,12 @@
 """The on-disk contract between stages: the names of the files and folders each stage writes in its output
-directory, and how shards are named (`<prefix>-00000.parquet`). A stage reads the previous stage's directory
-through these names, never through its code."""
+directory, how shards are named (`<prefix>-00000.parquet`), and how a generation in parts is laid out. A stage
+reads the previous stage's directory through these names, never through its code (manifest.json: manifest.py).
+
+    OUT/traces/traces-00000.parquet          generate (a run in parts: OUT/parts/part-00000-of-00004/traces/)
+    OUT/data/train-00000.parquet             curate, with OUT/curation_report.json and OUT/rejected.parquet
+    OUT/recipe.yaml                          sft: the resolved recipe beside the model
+    OUT/results.json, OUT/samples/<task>.jsonl   eval (the demo writes its own results.json)
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,13 @@ from typing import Any
 from distill.core.errors import DistillError
 from distill.core.manifest import read_manifest
 
+TRACES = "traces"  # generate's shards: OUT/traces/traces-*.parquet
+DATA, TRAIN = "data", "train"  # curate's shards: OUT/data/train-*.parquet
+REJECTED = "rejected.parquet"  # curate: every dropped row and why
+CURATION_REPORT = "curation_report.json"  # curate: counts per filter; with the manifest, the mark of a finished run
+RECIPE = "recipe.yaml"  # sft: the resolved recipe in the output dir
+RESULTS = "results.json"  # eval's scores per task (and the demo's table)
+SAMPLES = "samples"  # eval: OUT/samples/<task>.jsonl, one line per scored sample
 SHARD_NAME = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5,})\.parquet$")
 
 
@@ -98,4 +111,4 @@ def part_shards(directory: Path, allow_incomplete: bool = False) -> list[Path]:
                            "those parts (`distill generate ... --part I/N`), or pass --allow-incomplete to curate "
                            "the rows written so far")
     found = found_parts(directory)
-    return [shard for index in sorted(found) for shard in shard_paths(found[index] / "traces")]
+    return [shard for index in sorted(found) for shard in shard_paths(found[index] / TRACES)]

@@ -12,14 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from distill.core.errors import DistillError
-
-# DeepSeek's usage advice for R1 and its distilled students: no system prompt, temperature 0.5-0.7 (0.6),
-# top-p 0.95, and for math a user prompt that asks for the boxed final answer.
-R1_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
-# For code prompts (rows with tests) the answer is a program, which curate and the code eval read from the last
-# fenced block after </think> (distill/grading/programs.py), so the instruction asks for exactly that.
-CODE_PROMPT_SUFFIX = ("Please reason step by step, then give your complete solution as a Python program in a single "
-                      "```python code block.")
+from distill.core.protocol import CODE_PROMPT_SUFFIX, R1_PROMPT_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -38,6 +31,7 @@ class TeacherSpec:
     # GPU type -> how to serve one replica: tensor/pipeline parallel sizes and the node count they imply
     serving: dict[str, dict[str, int]] = field(default_factory=dict)
     backend: str | None = None  # a registry entry can require a backend (the demo's program teacher does)
+    license: str = "other"  # of the teacher's outputs, as its model license states it (the dataset card's license)
 
 
 # The 671B MoE DeepSeek models in FP8 need ~700 GB of weights: one 8xH200 node (141 GB each) or two 8xH100
@@ -53,12 +47,14 @@ TEACHERS: dict[str, TeacherSpec] = {
     for t in [
         TeacherSpec(
             name="deepseek-r1",
+            license="mit",
             model_id="deepseek-ai/DeepSeek-R1",
             description="DeepSeek-R1 (Jan 2025), the teacher of the R1-Distill students",
             serving=_DEEPSEEK_671B,
         ),
         TeacherSpec(
             name="deepseek-r1-0528",
+            license="mit",
             model_id="deepseek-ai/DeepSeek-R1-0528",
             description="DeepSeek-R1-0528: longer, more accurate reasoning (AIME 2025 87.5%)",
             max_model_len=65536,  # its traces run ~23K tokens on AIME; leave room past 32K when raising max_tokens
@@ -66,6 +62,7 @@ TEACHERS: dict[str, TeacherSpec] = {
         ),
         TeacherSpec(
             name="deepseek-v3",
+            license="mit",
             model_id="deepseek-ai/DeepSeek-V3-0324",
             description="DeepSeek-V3 (non-reasoning): the non-reasoning slice of an R1-style SFT mixture",
             reasoning=False,
@@ -75,6 +72,7 @@ TEACHERS: dict[str, TeacherSpec] = {
         ),
         TeacherSpec(
             name="qwq-32b",
+            license="apache-2.0",
             model_id="Qwen/QwQ-32B",
             description="QwQ-32B, a dense 32B reasoning model (fits one node; cheap teacher)",
             serving={
@@ -108,3 +106,38 @@ def get_teacher(name: str) -> TeacherSpec:
 def register_teacher(spec: TeacherSpec) -> None:
     """Add a teacher (plugins, the demo's program teacher)."""
     TEACHERS[spec.name] = spec
+
+
+# ---------------------------------------------------------------- teachers
+
+
+@dataclass(frozen=True)
+class TeacherProfile:
+    weights_gb: float  # what one replica must hold
+    active_params: float  # per token (MoE: the routed experts only)
+    trace_tokens: float  # mean completion length on math prompts
+    trace_source: str
+    decode_tok_s_per_gpu: float  # output tokens/s per GPU of a busy replica on the reference GPU
+    decode_gpu: str  # the reference GPU; others scale by HBM bandwidth (decode reads weights + KV per step)
+    decode_source: str
+
+
+# GPUStack's DeepSeek-R1 benchmark on one 8xH200 node, SGLang --tp 8 --enable-dp-attention, ShareGPT:
+# 7,143 tokens/s (2025-11, https://docs.gpustack.ai/latest/performance-lab/deepseek-r1/h200). DeepSeek's own
+# production figure is 2x that (14.8K output tokens/s per H800 node with cross-node expert parallelism,
+# https://github.com/deepseek-ai/open-infra-index, day 6), out of reach of one self-hosted replica.
+_R1_DECODE = (7143 / 8, "h200", "GPUStack DeepSeek-R1 on 8xH200, SGLang tp8 + dp-attention, ShareGPT, 7,143 tok/s per "
+              "node (docs.gpustack.ai/latest/performance-lab/deepseek-r1/h200)")
+_R1_TRACE = (6000, "open-r1 update #1: R1's responses in OpenThoughts average 6,000 tokens "
+             "(huggingface.co/blog/open-r1/update-1)")
+TEACHER_PROFILES: dict[str, TeacherProfile] = {
+    "deepseek-r1": TeacherProfile(700, 37e9, *_R1_TRACE, *_R1_DECODE),
+    "deepseek-r1-0528": TeacherProfile(700, 37e9, 23000, "DeepSeek: R1-0528 uses 23K tokens per AIME question "
+                                       "(huggingface.co/deepseek-ai/DeepSeek-R1-0528); AIME is its longest case",
+                                       *_R1_DECODE),
+    "deepseek-v3": TeacherProfile(700, 37e9, 1000, "estimate: direct answers, no reasoning", *_R1_DECODE),
+    # dense 32B: about the active size of R1 (37B), so its per-GPU decode rate is taken to be R1's
+    "qwq-32b": TeacherProfile(66, 32.8e9, _R1_TRACE[0], _R1_TRACE[1] + " (R1's figure: none published for QwQ)",
+                              _R1_DECODE[0], "h200", _R1_DECODE[2] + "; QwQ-32B (dense, 32.8B) taken as R1 (37B "
+                              "active)"),
+}

@@ -17,11 +17,10 @@ from typing import Any
 from distill._version import __version__
 from distill.core.manifest import manifest_sha256, read_manifest
 from distill.core.paths import TEMPLATES
+from distill.core.teachers import TEACHERS
 from distill.curate.filters import FILTERS
 
 TEMPLATE = TEMPLATES / "dataset_card.md.j2"
-# Licenses of the teachers' outputs as their model licenses state them (all allow distillation).
-TEACHER_LICENSES = {"deepseek-r1": "mit", "deepseek-r1-0528": "mit", "deepseek-v3": "mit", "qwq-32b": "apache-2.0"}
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M")]
 
@@ -70,7 +69,7 @@ def size_category(n: int) -> str:
 def card_license(cfg, teachers: list[str]) -> str:
     if cfg.license:
         return cfg.license
-    licenses = {TEACHER_LICENSES.get(t, "other") for t in teachers} or {"other"}
+    licenses = {TEACHERS[t].license if t in TEACHERS else "other" for t in teachers} or {"other"}
     return licenses.pop() if len(licenses) == 1 else "other"
 
 

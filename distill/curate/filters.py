@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from distill.grading.answers import THINK_CLOSE, THINK_OPEN, extract_boxed, judge_pair
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN
+from distill.grading.answers import extract_boxed, judge_pair
 from distill.grading.programs import describe, extract_code
 from distill.grading.sandbox import Limits
 

@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
-from distill.core.readers import PROMPT_FILE_SUFFIXES, hub_dataset, iter_jsonl, read_file
-from distill.grading.answers import THINK_CLOSE, THINK_OPEN, extract_boxed
+from distill.core.manifest import atomic_path
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN, problem_id
+from distill.core.readers import PROMPT_FILE_SUFFIXES, hub_dataset, iter_jsonl, looks_local, read_file
+from distill.grading.answers import extract_boxed
 
 # the columns a row of distill's own traces must have (distill/core/schema.py TRACE has the rest)
 TRACE_REQUIRED = ("id", "prompt_id", "completion", "finish_reason")
@@ -128,8 +130,7 @@ def first_rows(path: Path, n: int | None = None) -> list[dict[str, Any]]:
 
 def load_hub(dataset_id: str, split: str, subset: str | None) -> Any:
     """A hub dataset of traces (generate's hub loading, with its one-line errors)."""
-    if Path(dataset_id).suffix in PROMPT_FILE_SUFFIXES or dataset_id.startswith((".", "/", "~")) \
-            or dataset_id.count("/") > 1:
+    if Path(dataset_id).suffix in PROMPT_FILE_SUFFIXES or looks_local(dataset_id):
         raise DistillError(f"traces '{dataset_id}' not found; pass a generate output directory, .jsonl/.json/.parquet "
                            "trace files or a directory of them, or a hub dataset id")
     return hub_dataset(dataset_id, split, subset, what="traces")
@@ -141,9 +142,8 @@ def write_hub(dataset: Any, directory: Path) -> Path:
     path = directory / "hub.parquet"
     if not path.is_file():
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / ".hub.parquet.tmp"
-        dataset.to_parquet(str(tmp))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            dataset.to_parquet(str(tmp))
     return path
 
 
@@ -397,11 +397,6 @@ def _explain_s1k(layout: Layout) -> dict[str, str]:
 # ---------------------------------------------------------------- rows
 
 
-def problem_hash(problem: str) -> str:
-    """The prompt id of an id-less problem: generate's own rule (prompts.py), so the ids match across stages."""
-    return hashlib.sha1(problem.encode()).hexdigest()[:12]
-
-
 def reference(value: Any) -> str | None:
     """A gradable reference answer: the last \\boxed{} of a worked solution, else the text when it is one short
     line; None for a long solution without a box (grading the final answer against it would be noise)."""
@@ -434,7 +429,7 @@ def _trace(row: dict[str, Any], f: dict[str, str | None], problem: str, completi
         shown = _text(row, f.get("id")) or completion[:60]
         raise DistillError(f"an input row ({shown!r}) has an empty problem; fix or drop it, or name the problem "
                            "field with --problem-field")
-    prompt_id = _text(row, f.get("prompt_id")) or problem_hash(problem)
+    prompt_id = _text(row, f.get("prompt_id")) or problem_id(problem)
     row_id = _text(row, f.get("id"))
     if tag is not None:
         trace_id = f"{row_id or prompt_id}/{tag}"

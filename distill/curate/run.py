@@ -30,11 +30,11 @@ from typing import Any
 from distill.core.config import to_dict
 from distill.core.errors import DistillError, Interrupted
 from distill.core.log import get_logger, print_summary, progress
-from distill.core.manifest import DirLock, now, read_manifest, spelled_out, write_manifest
+from distill.core.manifest import MANIFEST, DirLock, atomic_write_text, now, read_manifest, spelled_out, write_manifest
 from distill.core.preempt import StopOnSignal
 from distill.core.schema import TRACE, validate
 from distill.core.shards import read_parquet
-from distill.core.stage_dirs import is_parted, part_shards, shard_paths
+from distill.core.stage_dirs import CURATION_REPORT, DATA, REJECTED, TRACES, is_parted, part_shards, shard_paths
 from distill.curate import worker as worker
 from distill.curate.card import plot_token_lengths, render_card, token_stats
 from distill.curate.code_rows import merge_report
@@ -53,7 +53,7 @@ REQUIRED = ("id", "prompt_id", "completion", "finish_reason")
 OPTIONAL = ("problem", "answer", "source", "messages", "teacher", "prompt_tokens", "completion_tokens",
             "tests", "entry_point", "language")  # the last three: code rows (schema.CODE)
 # curate's own outputs in OUT, removed by --force (nothing else there is touched)
-OUTPUTS = ("data", "rejected.parquet", "curation_report.json", "README.md", "token_lengths.png", "manifest.json", WORK)
+OUTPUTS = (DATA, REJECTED, CURATION_REPORT, "README.md", "token_lengths.png", MANIFEST, WORK)
 
 
 def run(cfg: CurateConfig) -> Path:
@@ -66,7 +66,7 @@ def run(cfg: CurateConfig) -> Path:
     with DirLock(out, "distill curate"), StopOnSignal(what="the work units in hand") as stop:
         plan = make_plan(out, cfg, source)
         if plan is None:
-            report = json.loads((out / "curation_report.json").read_text())
+            report = json.loads((out / CURATION_REPORT).read_text())
             print_curate_summary(out, report, already_done=True)
             return out
         if source.layout.format != "trace":  # said once, when the work starts: what was detected, how it maps
@@ -123,7 +123,7 @@ def find_source(src: str, split: str = "train", subset: str | None = None, allow
     manifest = read_manifest(path)
     if manifest and manifest.get("stage") not in (None, "generate"):
         raise DistillError(f"'{src}' holds '{manifest['stage']}' output, not traces; pass a generate directory")
-    shard_dir = path / "traces" if (path / "traces").is_dir() else path
+    shard_dir = path / TRACES if (path / TRACES).is_dir() else path
     # a dataset repo cloned from the hub keeps its files a level down (data/train-*.parquet)
     files = shard_paths(shard_dir) or sorted(
         p for p in shard_dir.iterdir() if p.suffix in INPUT_SUFFIXES and not p.name.startswith(".")
@@ -224,7 +224,7 @@ def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | 
             f"{out} holds a curate run made with another config or input; re-run with the same ones to resume, "
             "use --force to start over, or choose another --out"
         )
-    if previous and previous.get("status") == "complete" and (out / "curation_report.json").is_file():
+    if previous and previous.get("status") == "complete" and (out / CURATION_REPORT).is_file():
         return None
     plan_path = out / WORK / "plan.json"
     if plan_path.is_file():
@@ -239,9 +239,7 @@ def make_plan(out: Path, cfg: CurateConfig, source: Source) -> dict[str, Any] | 
     if plan["rows"] == 0:
         raise DistillError(f"traces '{cfg.src}' hold no rows; nothing to curate")
     plan_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plan_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan))
-    os.replace(tmp, plan_path)
+    atomic_write_text(plan_path, json.dumps(plan))
     return plan
 
 
@@ -425,13 +423,13 @@ def cap_rows(table: dict[str, Any], alive, params: PerPromptCapParams):
 def write_dataset(out: Path, cfg: CurateConfig, plan: dict[str, Any], selection: Selection):
     """Copy the selected rows into `data/train-%05d.parquet` (via a temp dir, swapped in at the end) and
     write `rejected.parquet`; returns the num_tokens of every row written."""
-    tmp = out / WORK / "data"
+    tmp = out / WORK / DATA
     shutil.rmtree(tmp, ignore_errors=True)
     with progress("write", total=int(sum(k.sum() for k in selection.keep)), unit="examples") as bar:
         lengths = worker.write_selected(out / WORK, plan["units"], selection.keep, tmp, cfg.shard_rows, bar.advance)
-    shutil.rmtree(out / "data", ignore_errors=True)
-    os.replace(tmp, out / "data")
-    worker.write_ledger(out / WORK, plan["units"], selection.ledger, out / "rejected.parquet")
+    shutil.rmtree(out / DATA, ignore_errors=True)
+    os.replace(tmp, out / DATA)
+    worker.write_ledger(out / WORK, plan["units"], selection.ledger, out / REJECTED)
     return lengths
 
 
@@ -521,13 +519,13 @@ def merge_code_report(unit_stats, selection: Selection, filters: list[str]) -> d
 
 def write_card(out: Path, cfg: CurateConfig, source: Source, report: dict[str, Any], lengths) -> None:
     plot_token_lengths(lengths, out / "token_lengths.png")
-    (out / "curation_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / CURATION_REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")  # the done mark
     (out / "README.md").write_text(render_card(out, cfg, source.generate_dir, report))
 
 
 def print_curate_summary(out: Path, report: dict[str, Any], already_done: bool = False) -> None:
     counts = report["counts"]
-    rows = {"output": str(out / "data"), "input rows": counts["input_rows"], "kept": counts["kept"]}
+    rows = {"output": str(out / DATA), "input rows": counts["input_rows"], "kept": counts["kept"]}
     if already_done:
         rows["status"] = "already complete (use --force to redo)"
     for reason, n in counts["dropped"].items():

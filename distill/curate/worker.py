@@ -13,7 +13,6 @@ A unit's files in the work dir (all written to a temp name and renamed; the stat
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,9 @@ import pyarrow.parquet as pq
 
 from distill.core.errors import DistillError
 from distill.core.log import get_logger
+from distill.core.manifest import atomic_path, atomic_write_text
 from distill.core.preempt import ignore_stop_signals
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN, split_think
 from distill.core.schema import SFT_EXAMPLE, conform
 from distill.core.teachers import TEACHERS
 from distill.curate import code_rows as curate_code
@@ -33,7 +34,7 @@ from distill.curate.dedup import NgramIndex, completion_key, load_eval_sets
 from distill.curate.dedup import prompt_signature as signature
 from distill.curate.filters import FILTERS, Candidate
 from distill.curate.formats import first_rows, to_traces, verdict_key
-from distill.grading.answers import normalize_tags, split_think
+from distill.grading.answers import normalize_tags
 from distill.grading.sandbox import check_sandbox
 
 STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()),
@@ -230,7 +231,7 @@ def make_candidate(row: dict[str, Any], spec: WorkerSpec) -> Candidate:
     if teacher in spec.non_reasoning:
         is_reasoning = False
     else:
-        is_reasoning = teacher in spec.reasoning or "<think>" in completion or "</think>" in completion
+        is_reasoning = teacher in spec.reasoning or THINK_OPEN in completion or THINK_CLOSE in completion
     reasoning, answer_text = split_think(completion) if is_reasoning else (None, completion)
     problem = row.get("problem") or ""
     return Candidate(
@@ -360,9 +361,8 @@ def unit_file(work: Path, unit: dict[str, Any], kind: str) -> Path:
 
 def _write_atomic(table: pa.Table, path: Path, compression: str = "lz4") -> None:
     """Staging files use lz4 (written once, read back once: 5x faster to read than zstd); the dataset zstd."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression=compression)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=compression)
 
 
 def commit_unit(work: Path, unit, kept, dropped, signatures, stats) -> None:
@@ -371,10 +371,7 @@ def commit_unit(work: Path, unit, kept, dropped, signatures, stats) -> None:
     _write_atomic(pa.Table.from_pylist(dropped, schema=DROPPED), unit_file(work, unit, "dropped"))
     sig_rows = [{"prompt_id": k, "signature": v} for k, v in signatures.items()]
     _write_atomic(pa.Table.from_pylist(sig_rows, schema=SIGNATURES), unit_file(work, unit, "prompts"))
-    path = work / f"unit-{unit['index']:05d}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(stats))
-    os.replace(tmp, path)
+    atomic_write_text(work / f"unit-{unit['index']:05d}.json", json.dumps(stats))
 
 
 def read_staged(work: Path, units, columns: list[str]) -> dict[str, Any]:

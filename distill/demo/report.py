@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.config import to_dict
-from distill.core.manifest import read_manifest, write_manifest
+from distill.core.manifest import atomic_write_text, read_manifest, write_manifest
 from distill.core.readers import iter_jsonl
+from distill.core.stage_dirs import CURATION_REPORT, RESULTS, SAMPLES
 from distill.demo.config import run_stamp
 
 LABELS = {"traces": "trained on traces", "answers_only": "trained on answers only", "untrained": "untrained"}
@@ -23,7 +24,7 @@ LABELS = {"traces": "trained on traces", "answers_only": "trained on answers onl
 
 def write_report(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[str, float], started: str) -> Path:
     results = collect(out, cfg, data, evals, timings)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")  # the demo's done mark
     plot(results, out / "report.png")
     (out / "report.md").write_text(markdown(results))
     write_manifest(out, "demo", {**_config(cfg), "run_stamp": results["run_stamp"]},
@@ -38,9 +39,9 @@ def _config(cfg) -> dict[str, Any]:
 
 
 def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[str, float]) -> dict[str, Any]:
-    scores = {name: json.loads((path / "results.json").read_text())["tasks"]["arithmetic"]
+    scores = {name: json.loads((path / RESULTS).read_text())["tasks"]["arithmetic"]
               for name, path in evals.items()}
-    report = json.loads((data / "curation_report.json").read_text())
+    report = json.loads((data / CURATION_REPORT).read_text())
     sft = {name: (read_manifest(out / f"sft_{name}") or {}).get("counts", {}) for name in ("traces", "answers_only")}
     return {
         "accuracy": {name: round(s["pass@1"], 4) for name, s in scores.items()},
@@ -67,7 +68,7 @@ def example(out: Path, evals: dict[str, Path]) -> dict[str, Any]:
     first = next(iter_jsonl(out / "prompts" / "arithmetic_test.jsonl"))
     responses = {}
     for name, path in evals.items():
-        row = next((r for r in iter_jsonl(path / "samples" / "arithmetic.jsonl") if r["id"] == first["id"]), None)
+        row = next((r for r in iter_jsonl(path / SAMPLES / "arithmetic.jsonl") if r["id"] == first["id"]), None)
         if row is not None:
             responses[name] = {"response": row["response"], "correct": row["correct"], "answer": row["answer"]}
     return {"id": first["id"], "problem": first["problem"], "reference": first["answer"], "responses": responses}

@@ -31,11 +31,11 @@ from typing import Any
 
 from distill.core.config import from_dict, load_config
 from distill.core.errors import DistillError
-from distill.core.manifest import is_complete, now, write_manifest
-from distill.core.protocol import user_prompt
+from distill.core.manifest import atomic_write_text, is_complete, now, write_manifest
+from distill.core.protocol import R1_PROMPT_SUFFIX, THINK_CLOSE, THINK_OPEN, user_prompt
 from distill.core.schema import SFT_EXAMPLE
 from distill.core.shards import ShardWriter, read_shards
-from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.core.stage_dirs import DATA, RECIPE, TRAIN
 from distill.curate import curate
 from distill.curate.config import CurateConfig
 from distill.demo.config import DemoConfig, run_stamp
@@ -138,9 +138,7 @@ def write_prompts(directory: Path, cfg: DemoConfig) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, split, n in zip(PROMPT_FILES, ("train", "test"), (size.train_problems, size.test_problems), strict=True):
         rows = task.prompts(split, n, cfg.seed)
-        partial = directory / f".{name}.partial"
-        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        partial.replace(directory / name)
+        atomic_write_text(directory / name, "".join(json.dumps(r) + "\n" for r in rows))
     return directory
 
 
@@ -172,13 +170,13 @@ def strip_reasoning(data: Path, target: Path) -> Path:
     a curate output (data/train-*.parquet + manifest linking to `data`), so that sft reads it the same way."""
     if is_complete(target):
         return target
-    shutil.rmtree(target / "data", ignore_errors=True)
-    rows = read_shards(data / "data", "train").to_pylist()
-    writer = ShardWriter(target / "data", "train", SFT_EXAMPLE, shard_rows=max(1, len(rows)))
+    shutil.rmtree(target / DATA, ignore_errors=True)
+    rows = read_shards(data / DATA, TRAIN).to_pylist()
+    writer = ShardWriter(target / DATA, TRAIN, SFT_EXAMPLE, shard_rows=max(1, len(rows)))
     for row in rows:
         user, assistant = row["messages"]
-        answer_part = assistant["content"].split("</think>", 1)[1].strip()
-        content = f"<think>\n\n</think>\n\n{answer_part}"
+        answer_part = assistant["content"].split(THINK_CLOSE, 1)[1].strip()
+        content = f"{THINK_OPEN}\n\n{THINK_CLOSE}\n\n{answer_part}"
         writer.add({**row, "messages": [user, {"role": "assistant", "content": content}],
                     "num_tokens": count_tokens(user["content"]) + count_tokens(content)})
     writer.close()
@@ -238,7 +236,7 @@ def run_sft(output_dir: Path, cfg: DemoConfig, init: Path, dataset: Path) -> Pat
 
     recipe = sft_recipe(output_dir, cfg, init, dataset)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "recipe.yaml").write_text(
+    (output_dir / RECIPE).write_text(
         f"# the recipe `distill demo` trained this student with; re-run: distill sft {output_dir / 'recipe.yaml'}\n"
         + yaml.safe_dump(recipe, sort_keys=False)
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
+from distill.core.stage_dirs import RESULTS
 
 TASK_KEYS = ("pass@1", "pass@1_stderr", "cons@k", "pass@k", "k", "n", "truncated", "mean_tokens", "limit")
 PROTOCOL_KEYS = ("reasoning", "reasoning_why", "system_prompt", "think_prefill", "temperature", "top_p",
@@ -52,7 +53,7 @@ def candidates(base: str, out: Path) -> list[Path]:
 
 def read_eval(path: Path, required: bool = True) -> dict[str, Any] | None:
     """DIR/results.json of a finished eval; a one-line error (or None when not required) when it is not one."""
-    file = path / "results.json"
+    file = path / RESULTS
     if not file.is_file():
         if required:
             raise DistillError(f"--baseline {path} holds no results.json; pass the output dir of an earlier "

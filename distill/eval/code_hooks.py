@@ -23,9 +23,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from distill.core.protocol import user_prompt
-from distill.core.teachers import CODE_PROMPT_SUFFIX
-from distill.eval.metrics import THINK_CLOSE, ProblemScore
+from distill.core.protocol import CODE_PROMPT_SUFFIX, THINK_CLOSE, user_prompt
+from distill.eval.metrics import ProblemScore
 from distill.grading.programs import CodeTests, TestsError, extract_code, grade_programs, parse_tests
 from distill.grading.sandbox import Limits, Result
 

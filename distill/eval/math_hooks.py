@@ -27,11 +27,9 @@ from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
-from distill.core.protocol import user_prompt
-from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.core.protocol import R1_PROMPT_SUFFIX, THINK_PREFILL, prefilled_think, user_prompt
 from distill.eval.metrics import prefetch, score_problem
 
-THINK_PREFILL = "<think>\n"
 PROBLEM_KEYS = ("problem", "Problem", "question", "Question")
 ANSWER_KEYS = ("answer", "Answer", "expected_answer", "final_answer")
 ID_KEYS = ("id", "unique_id", "ID", "problem_id")
@@ -79,9 +77,7 @@ def doc_to_text(doc: dict[str, Any]) -> str:
 def add_think_prefill(prompt: str) -> str:
     """Open the think block after the generation prompt, unless the chat template already did (the newer
     R1-distill and QwQ templates end their generation prompt with `<think>\\n`)."""
-    if prompt.rstrip(" ").endswith(("<think>\n", "<think>")):
-        return prompt
-    return prompt + THINK_PREFILL
+    return prompt if prefilled_think(prompt) else prompt + THINK_PREFILL
 
 
 # ---------------------------------------------------------------- scoring

@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from distill.core.protocol import THINK_CLOSE
 from distill.grading.answers import equivalent_many, extract_answer, extract_boxed, is_equivalent
 
-THINK_CLOSE = "</think>"
 DEFAULT_TIMEOUT = 5.0
 
 

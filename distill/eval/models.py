@@ -16,7 +16,6 @@ the R1 protocol needs, and a live progress line (samples, tokens/s, ETA) on each
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Any
 
 from distill.core.errors import DistillError
 from distill.core.model_source import is_gguf, local_model, remote_code_error
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN, draw_seed
+from distill.core.readers import looks_local
 from distill.core.vllm_args import engine_error, engine_kwargs, is_cpu_build, require_vllm
 
 
@@ -62,8 +63,7 @@ def check_model_path(model: str) -> Path:
         if not path.is_file():
             raise DistillError(f"GGUF file '{model}' not found; pass the path of a .gguf model file")
         return path
-    looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
-    if looks_local and not path.is_dir():
+    if (path.exists() or looks_local(model)) and not path.is_dir():
         raise DistillError(f"model '{model}' not found; pass a model directory (e.g. an sft output) or a hub id")
     return path
 
@@ -263,7 +263,7 @@ def _hf_class():
 def _think_ids(tokenizer) -> set[int]:
     """Ids of `<think>`/`</think>` when the tokenizer marks them special (they must survive decoding)."""
     special = set(tokenizer.all_special_ids)
-    ids = {tokenizer.convert_tokens_to_ids(t) for t in ("<think>", "</think>")}
+    ids = {tokenizer.convert_tokens_to_ids(t) for t in (THINK_OPEN, THINK_CLOSE)}
     return {i for i in ids if isinstance(i, int) and i in special}
 
 
@@ -316,7 +316,7 @@ def _openai_class():
             key = prompt if isinstance(prompt, str) else json.dumps(prompt)
             draw = self._draws[key]
             self._draws[key] += 1
-            return sample_seed(self._seed, key, draw)
+            return draw_seed(self._seed, key, draw)
 
         def parse_generations(self, outputs, **kwargs) -> list[str]:
             texts = LocalCompletionsAPI.parse_generations(outputs, **kwargs)
@@ -334,11 +334,6 @@ def _openai_class():
             return answers
 
     return SeededCompletionsAPI
-
-
-def sample_seed(base: int, prompt: str, draw: int) -> int:
-    digest = hashlib.sha256(f"{base}\x00{draw}\x00{prompt}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def strip_auto_bos(text: str, tokenizer) -> str:

@@ -19,7 +19,6 @@ turn its chat template adds on its own is said in the log, kept or cut (`--defau
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ from distill.core.errors import DistillError, Interrupted
 from distill.core.log import filter_library_log, get_logger, print_summary, progress
 from distill.core.manifest import (  # io loads pyarrow: not at `distill --help`
     DirLock,
+    atomic_path,
+    atomic_write_json,
     is_complete,
     manifest_sha256,
     now,
@@ -41,8 +42,9 @@ from distill.core.manifest import (  # io loads pyarrow: not at `distill --help`
 from distill.core.model_source import local_model
 from distill.core.paths import eval_dir
 from distill.core.preempt import GraceExpired, StopOnSignal
+from distill.core.protocol import R1_PROMPT_SUFFIX
 from distill.core.readers import iter_jsonl
-from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.core.stage_dirs import RESULTS, SAMPLES
 from distill.eval.baseline import find_baseline, read_eval
 from distill.eval.code_hooks import clear_cache as clear_code_cache
 from distill.eval.code_hooks import score_problem as score_code
@@ -210,7 +212,7 @@ def data_source(cfg: EvalConfig, ref: TaskRef) -> str:
 
 
 def read_results(out: Path) -> dict[str, Any]:
-    path = out / "results.json"
+    path = out / RESULTS
     if not path.is_file():
         return {"tasks": {}}
     try:
@@ -233,7 +235,7 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
                            "or --force to drop them")
     for name in others:  # --force: one report per model
         del results["tasks"][name]
-        (out / "samples" / f"{name}.jsonl").unlink(missing_ok=True)
+        (out / SAMPLES / f"{name}.jsonl").unlink(missing_ok=True)
     todo = []
     for ref in refs:
         old = results["tasks"].get(ref.short)
@@ -279,7 +281,7 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
             return
         results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out, prompting)
         results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref, prompting)
-        write_json(out / "results.json", results)  # a crash in the next task keeps this one
+        write_json(out / RESULTS, results)  # a crash in the next task keeps this one
         clear_cache()
         clear_code_cache()
 
@@ -434,7 +436,7 @@ def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_count
                 "correct": score.correct[i], "truncated": score.truncated[i], "tokens": lengths[i],
                 **(outcomes[i] if code else {}), "prompt": prompt, "response": response,
             })
-    write_jsonl(out / "samples" / f"{ref.short}.jsonl", records)
+    write_jsonl(out / SAMPLES / f"{ref.short}.jsonl", records)
     metrics = summarize(scores, tokens, max_tokens=cfg.max_tokens)
     reported = raw["results"][ref.name].get("pass@1,none")
     assert reported is None or abs(reported - metrics["pass@1"]) < 1e-9, (
@@ -505,13 +507,13 @@ def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any], promptin
         "published": match_published(load_published(EVAL_DIR / "published.yaml"), cfg.model, lineage, cfg.published),
         "versions": package_versions(),
     })
-    write_json(out / "results.json", results)
+    write_json(out / RESULTS, results)
 
 
 def first_prompt(out: Path, results: dict[str, Any]) -> dict[str, Any] | None:
     """The exact prompt sent for the first problem of the first task, as its samples file recorded it."""
     for name in results["tasks"]:
-        path = out / "samples" / f"{name}.jsonl"
+        path = out / SAMPLES / f"{name}.jsonl"
         if not path.is_file():
             continue
         rows = iter_jsonl(path)
@@ -549,18 +551,14 @@ def write_eval_manifest(out: Path, cfg: EvalConfig, results: dict[str, Any], sta
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, data)
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from distill.core.errors import DistillError
 from distill.core.manifest import read_manifest, write_manifest
-from distill.core.stage_dirs import PARTS, num_parts, part_entries, shard_paths
+from distill.core.stage_dirs import PARTS, TRACES, num_parts, part_entries, shard_paths
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def check_layout(out: Path, part: Part | None) -> None:
     if n is not None and n != part.count:
         raise DistillError(f"{out} is generated in {n} parts, not {part.count}; pass --part I/{n}, or choose "
                            "another --out to split it another way")
-    if shard_paths(out / "traces"):
+    if shard_paths(out / TRACES):
         raise DistillError(f"{out} holds a generation run without --part; run it again without --part to "
                            "resume it, or choose another --out for a generation in parts")
 

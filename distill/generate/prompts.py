@@ -10,7 +10,6 @@ A prompt row: {"id": "math-train-0000", "problem": "Find the sum ...", "answer":
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 
 from distill.core.errors import DistillError
-from distill.core.readers import PROMPT_FILE_SUFFIXES, hub_dataset, read_file
+from distill.core.protocol import problem_id
+from distill.core.readers import PROMPT_FILE_SUFFIXES, hub_dataset, looks_local, read_file
 from distill.core.schema import CODE_LANGUAGES
 
 
@@ -120,7 +120,7 @@ def _read_rows(src: str, split: str, subset: str | None) -> list[dict[str, Any]]
         return [row for f in files for row in read_file(f)]
     if path.is_file():
         return read_file(path)
-    if path.suffix in PROMPT_FILE_SUFFIXES or src.startswith((".", "/", "~")) or src.count("/") > 1:
+    if path.suffix in PROMPT_FILE_SUFFIXES or looks_local(src):
         raise DistillError(f"prompts file '{src}' not found; pass an existing .jsonl/.parquet file or a hub dataset id")
     return _read_hub(src, split, subset)
 
@@ -145,7 +145,7 @@ def _prompt_ids(rows: list[dict[str, Any]], id_field: str, problem_field: str, s
     # No id field: a content hash is stable across runs, so resuming still skips finished prompts.
     ids, seen = [], Counter()
     for r in rows:
-        base = hashlib.sha1(str(r.get(problem_field, "")).encode()).hexdigest()[:12]
+        base = problem_id(str(r.get(problem_field, "")))
         seen[base] += 1
         ids.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return ids

@@ -15,24 +15,7 @@ import re
 from dataclasses import dataclass
 
 from distill.core.errors import DistillError
-
-# substrings of torch.cuda.get_device_name() -> the GPU names the serving hints use; most specific first
-_GPU_NAMES = [
-    ("gh200", "h200"), ("h200", "h200"), ("h100", "h100"), ("h800", "h100"), ("b200", "b200"), ("gb200", "b200"),
-    ("a100-sxm4-40gb", "a100-40gb"), ("a100-pcie-40gb", "a100-40gb"), ("a100", "a100-80gb"), ("l40s", "l40s"),
-]
-
-
-@dataclass(frozen=True)
-class Gpus:
-    type: str | None  # the hint name (h100, h200, ...); None when there is no GPU or its name is unknown
-    count: int
-    name: str = ""  # what the driver calls it
-
-    def describe(self) -> str:
-        if not self.count:
-            return "no GPU"
-        return f"{self.count} x {self.name or self.type}"
+from distill.core.gpus import Gpus
 
 
 @dataclass(frozen=True)
@@ -41,25 +24,6 @@ class Layout:
     pipeline_parallel: int
     nodes: int = 1
     source: str = "default"  # "options", "hint for h200", "default"
-
-
-def gpu_type_of(device_name: str) -> str | None:
-    name = device_name.lower().replace(" ", "-")
-    return next((short for key, short in _GPU_NAMES if key in name), None)
-
-
-def detect_gpus() -> Gpus:
-    """The CUDA GPUs this process can use (CUDA_VISIBLE_DEVICES applies); no torch import without a driver."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return Gpus(None, 0)
-    try:
-        import torch
-    except ImportError:
-        return Gpus(None, 0)
-    if not torch.cuda.is_available():
-        return Gpus(None, 0)
-    name = torch.cuda.get_device_name(0)
-    return Gpus(gpu_type_of(name), torch.cuda.device_count(), name)
 
 
 def replica_layout(teacher, model: str, gpus: Gpus, tensor_parallel: int | None, pipeline_parallel: int | None,

@@ -10,7 +10,6 @@ one row per prompt x sample, id "{prompt_id}/{sample}") and `OUT/manifest.json`.
 
 from __future__ import annotations
 
-import hashlib
 import signal
 from collections import Counter
 from contextlib import ExitStack
@@ -19,19 +18,21 @@ from typing import Any
 
 from distill.core.config import to_dict
 from distill.core.errors import DistillError, Interrupted
+from distill.core.gpus import detect_gpus
 from distill.core.log import fmt_duration, get_logger, print_summary, progress
 from distill.core.manifest import DirLock, is_complete, now, read_manifest, spelled_out, write_manifest
 from distill.core.preempt import GraceExpired, StopOnSignal
-from distill.core.protocol import build_messages
+from distill.core.protocol import build_messages, sample_seed
 from distill.core.schema import CODE, TRACE
 from distill.core.shards import ShardWriter, read_shards
+from distill.core.stage_dirs import TRACES
 from distill.core.teachers import get_teacher
 from distill.core.vllm_args import check_engine_args, is_cpu_build, require_vllm
 from distill.generate.backends import BackendOptions, Request, choose_backend, open_backend
 from distill.generate.config import GenerateConfig
 from distill.generate.parts import check_layout, parse_part, part_dir, update_whole
 from distill.generate.prompts import load_prompts
-from distill.generate.replicas import Layout, check_fits, detect_gpus, is_teachers_model, replica_layout
+from distill.generate.replicas import Layout, check_fits, is_teachers_model, replica_layout
 
 
 def run(cfg: GenerateConfig) -> Path:
@@ -52,7 +53,7 @@ def run(cfg: GenerateConfig) -> Path:
             check_resume(whole, sampling, cfg.force)  # every part samples the same way
         history = check_resume(out, sampling, cfg.force)
         # ------------------------------------------------------------ what is left to do
-        writer = stack.enter_context(ShardWriter(out / "traces", "traces", trace_schema(prompts), cfg.shard_rows))
+        writer = stack.enter_context(ShardWriter(out / TRACES, TRACES, trace_schema(prompts), cfg.shard_rows))
         work = [(i, s) for i in range(prompts.num_rows) for s in range(cfg.num_samples)
                 if part is None or part.holds(f"{prompts['id'][i].as_py()}/{s}")]
         todo = [(i, s) for i, s in work if f"{prompts['id'][i].as_py()}/{s}" not in writer]
@@ -143,11 +144,6 @@ def trace_schema(prompts):
     code = [f for f in CODE if f.name in prompts.column_names]
     extra = [prompts.schema.field(n) for n in prompts.column_names if n not in TRACE.names and n not in CODE.names]
     return pa.schema(list(TRACE) + code + extra)
-
-
-def sample_seed(base: int, row_id: str) -> int:
-    """A per-sample seed that depends only on the run seed and the row id: a resumed run samples the same."""
-    return int.from_bytes(hashlib.sha256(f"{base}:{row_id}".encode()).digest()[:4], "little")
 
 
 def open_teacher(cfg: GenerateConfig, teacher, sampling):
@@ -274,7 +270,7 @@ def trace_row(prompt: dict[str, Any], sample: int, messages, done, teacher: str)
 def run_counts(out: Path, expected: int, prompts, cfg: GenerateConfig, writer, stats) -> dict[str, Any]:
     """Counts over the whole output directory (earlier runs included) plus this run's own figures; `expected`
     is the rows of this run's slice (all prompts x samples without --part)."""
-    table = read_shards(out / "traces", "traces", columns=["finish_reason", "completion_tokens"])
+    table = read_shards(out / TRACES, TRACES, columns=["finish_reason", "completion_tokens"])
     reasons = Counter(table.column("finish_reason").to_pylist()) if table.num_rows else Counter()
     tokens = sum(table.column("completion_tokens").to_pylist()) if table.num_rows else 0
     counts = {
@@ -299,7 +295,7 @@ def print_generate_summary(out: Path, counts: dict[str, Any], status: str, whole
     run = counts.get("this_run", {})
     reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(counts["finish_reasons"].items())) or "-"
     rows = {
-        "output": str(out / "traces"),
+        "output": str(out / TRACES),
         "status": status,
         "rows": f"{counts['rows']:,} / {counts['rows_expected']:,}",
         "written this run": run.get("written", 0),

@@ -49,8 +49,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from distill.core.paths import ROOT
-
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN, split_think  # re-exported: part of the grader's API
 
 # Sky-T1 / Bespoke-Stratos style tags: reasoning pair -> <think>, answer pair -> unwrapped.
 SKY_T1_THINK = ("<|begin_of_thought|>", "<|end_of_thought|>")
@@ -68,23 +67,6 @@ class Verdict:
 
 
 # ---------------------------------------------------------------- think blocks and tags
-
-
-def split_think(completion: str) -> tuple[str | None, str | None]:
-    """(reasoning, answer text), both stripped. Conventions:
-    "<think>R</think>A" -> (R, A); "R</think>A" -> (R, A) (the chat template opened the block, as R1's does);
-    "<think>R" (never closed: truncated) -> (R, None); "A" with no think tags -> (None, A).
-    With several `</think>` the answer is what follows the last one."""
-    close = completion.rfind(THINK_CLOSE)
-    if close < 0:
-        open_ = completion.find(THINK_OPEN)
-        if open_ < 0:
-            return None, completion.strip()
-        return completion[open_ + len(THINK_OPEN):].strip(), None
-    head = completion[:close]
-    open_ = head.find(THINK_OPEN)
-    reasoning = head[open_ + len(THINK_OPEN):] if open_ >= 0 else head
-    return reasoning.strip(), completion[close + len(THINK_CLOSE):].strip()
 
 
 def normalize_tags(

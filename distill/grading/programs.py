@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from distill.grading.answers import split_think
+from distill.core.protocol import split_think
 from distill.grading.sandbox import Job, Limits, Result, run_many
 
 LANGUAGES = ("python",)

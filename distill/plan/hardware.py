@@ -10,51 +10,11 @@ Reads a local model directory's config.json when there is one (it wins over the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
 from distill.sft.memory import ModelShape
-
-
-@dataclass(frozen=True)
-class GPU:
-    peak_flops: float  # dense bf16 tensor FLOP/s (the datasheet's figure without 2:4 sparsity)
-    memory_gb: float  # what `launch.gpu_memory_gb` takes (datasheet GB, treated as GiB like `distill sft`)
-    hbm_tb_s: float  # memory bandwidth: what bounds decode throughput
-    nvlink_gb_s: float  # one direction, per GPU, inside a node (PCIe where there is no NVLink)
-    source: str
-
-
-# Datasheet figures (dense bf16; NVIDIA quotes "with sparsity" numbers at twice these).
-GPUS: dict[str, GPU] = {
-    "h100": GPU(989e12, 80, 3.35, 450, "NVIDIA H100 SXM datasheet, https://www.nvidia.com/en-us/data-center/h100/"),
-    "h200": GPU(989e12, 141, 4.8, 450, "NVIDIA H200 datasheet, https://www.nvidia.com/en-us/data-center/h200/"),
-    "h800": GPU(989e12, 80, 3.35, 200, "NVIDIA H800 SXM (H100 compute, 400 GB/s NVLink), DeepSeek-V3 report §3.1"),
-    "b200": GPU(2250e12, 180, 8.0, 900, "NVIDIA DGX B200 datasheet (72 PF FP8 training / 8 GPUs / 4 for "
-                "dense bf16), https://www.nvidia.com/en-us/data-center/dgx-b200/"),
-    "a100-80gb": GPU(312e12, 80, 2.039, 300, "NVIDIA A100 datasheet, https://www.nvidia.com/en-us/data-center/a100/"),
-    "a100-40gb": GPU(312e12, 40, 1.555, 300, "NVIDIA A100 datasheet, https://www.nvidia.com/en-us/data-center/a100/"),
-    "l40s": GPU(362e12, 48, 0.864, 32, "NVIDIA L40S datasheet (PCIe Gen4 x16, no NVLink), "
-                "https://www.nvidia.com/en-us/data-center/l40s/"),
-    "mi300x": GPU(1307e12, 192, 5.3, 448, "AMD Instinct MI300X datasheet, "
-                  "https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html"),
-}
-
-
-def get_gpu(name: str, peak_flops: float | None = None, memory_gb: float | None = None) -> tuple[GPU, str]:
-    """A GPU from the table, or one given by hand (--set gpu_peak_tflops=... --set gpu_memory_gb=...)."""
-    known = GPUS.get(name.lower())
-    if known is None and not (peak_flops and memory_gb):
-        raise DistillError(f"unknown GPU type '{name}'; known: {', '.join(GPUS)}. For another GPU give its dense "
-                           "bf16 peak and memory by hand: --set gpu_peak_tflops=989 --set gpu_memory_gb=80")
-    base = known or GPU(0, 0, 3.35, 450, "given by hand (--set gpu_peak_tflops, gpu_memory_gb)")
-    if peak_flops or memory_gb:
-        base = GPU(peak_flops or base.peak_flops, memory_gb or base.memory_gb, base.hbm_tb_s, base.nvlink_gb_s,
-                   base.source + "; peak/memory set by you (--set)")
-    return base, name.lower()
-
 
 # ---------------------------------------------------------------- students
 
@@ -136,38 +96,3 @@ def tokenizer_vocab(path: str | None) -> int | None:
 
 _SHAPE_KEYS = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                "vocab_size", "head_dim", "tie_word_embeddings"}
-
-
-# ---------------------------------------------------------------- teachers
-
-
-@dataclass(frozen=True)
-class TeacherProfile:
-    weights_gb: float  # what one replica must hold
-    active_params: float  # per token (MoE: the routed experts only)
-    trace_tokens: float  # mean completion length on math prompts
-    trace_source: str
-    decode_tok_s_per_gpu: float  # output tokens/s per GPU of a busy replica on the reference GPU
-    decode_gpu: str  # the reference GPU; others scale by HBM bandwidth (decode reads weights + KV per step)
-    decode_source: str
-
-
-# GPUStack's DeepSeek-R1 benchmark on one 8xH200 node, SGLang --tp 8 --enable-dp-attention, ShareGPT:
-# 7,143 tokens/s (2025-11, https://docs.gpustack.ai/latest/performance-lab/deepseek-r1/h200). DeepSeek's own
-# production figure is 2x that (14.8K output tokens/s per H800 node with cross-node expert parallelism,
-# https://github.com/deepseek-ai/open-infra-index, day 6), out of reach of one self-hosted replica.
-_R1_DECODE = (7143 / 8, "h200", "GPUStack DeepSeek-R1 on 8xH200, SGLang tp8 + dp-attention, ShareGPT, 7,143 tok/s per "
-              "node (docs.gpustack.ai/latest/performance-lab/deepseek-r1/h200)")
-_R1_TRACE = (6000, "open-r1 update #1: R1's responses in OpenThoughts average 6,000 tokens "
-             "(huggingface.co/blog/open-r1/update-1)")
-TEACHER_PROFILES: dict[str, TeacherProfile] = {
-    "deepseek-r1": TeacherProfile(700, 37e9, *_R1_TRACE, *_R1_DECODE),
-    "deepseek-r1-0528": TeacherProfile(700, 37e9, 23000, "DeepSeek: R1-0528 uses 23K tokens per AIME question "
-                                       "(huggingface.co/deepseek-ai/DeepSeek-R1-0528); AIME is its longest case",
-                                       *_R1_DECODE),
-    "deepseek-v3": TeacherProfile(700, 37e9, 1000, "estimate: direct answers, no reasoning", *_R1_DECODE),
-    # dense 32B: about the active size of R1 (37B), so its per-GPU decode rate is taken to be R1's
-    "qwq-32b": TeacherProfile(66, 32.8e9, _R1_TRACE[0], _R1_TRACE[1] + " (R1's figure: none published for QwQ)",
-                              _R1_DECODE[0], "h200", _R1_DECODE[2] + "; QwQ-32B (dense, 32.8B) taken as R1 (37B "
-                              "active)"),
-}

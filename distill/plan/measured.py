@@ -18,6 +18,7 @@ from typing import Any
 
 from distill.core.errors import DistillError
 from distill.core.manifest import read_manifest
+from distill.core.stage_dirs import DATA, RESULTS, TRACES, TRAIN
 from distill.core.teachers import TEACHERS
 
 STAGES = ("generate", "curate", "sft", "eval")
@@ -89,7 +90,7 @@ def _generate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
     from distill.core.shards import read_shards  # pyarrow: only for `distill plan --from` a generate run
 
     counts = manifest.get("counts", {})
-    table = read_shards(path / "traces", "traces", columns=["prompt_tokens", "completion_tokens"])
+    table = read_shards(path / TRACES, TRACES, columns=["prompt_tokens", "completion_tokens"])
     rows = table.num_rows
     if not rows:
         return
@@ -128,7 +129,7 @@ def _curate(path: Path, manifest: dict[str, Any], m: Measured) -> None:
     counts = manifest.get("counts", {})
     if counts.get("input_rows"):
         _set(m, "keep_rate", counts["kept"] / counts["input_rows"], path)
-    table = read_shards(path / "data", "train", columns=["num_tokens"])
+    table = read_shards(path / DATA, TRAIN, columns=["num_tokens"])
     if table.num_rows:
         m.lengths = [int(n) for n in table.column("num_tokens").to_pylist()]
         _set(m, "sft_tokens_mean", sum(m.lengths) / len(m.lengths), path)
@@ -146,7 +147,7 @@ def _sft(path: Path, manifest: dict[str, Any], m: Measured) -> None:
 
 
 def _eval(path: Path, manifest: dict[str, Any], m: Measured) -> None:
-    results = path / "results.json"
+    results = path / RESULTS
     tasks = json.loads(results.read_text()).get("tasks", {}) if results.is_file() else {}
     m.totals["eval"] = {"dir": str(path), "tasks": {
         name: {"samples": t.get("samples"), "mean_tokens": t.get("mean_tokens"), "k": t.get("k"), "n": t.get("n")}

@@ -28,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
+from distill.core.gpus import GPU, GPUS, get_gpu
 from distill.core.paths import ROOT
 from distill.core.protocol import user_prompt
-from distill.core.teachers import get_teacher
+from distill.core.teachers import TEACHER_PROFILES, get_teacher
 from distill.curate.filters import PerPromptCapParams
 from distill.plan.config import Assumptions, PlanConfig
-from distill.plan.hardware import GPU, GPUS, TEACHER_PROFILES, get_gpu, student_shape
+from distill.plan.hardware import student_shape
 from distill.plan.measured import Measured, read_measured
+from distill.sft.flops import attention_flops, linear_flops
 from distill.sft.launch import sharding
 from distill.sft.memory import GIB, estimate, memory_plan
 from distill.sft.recipe import SFT_DEFAULTS, load_recipe
@@ -131,7 +133,7 @@ def plan_generate(cfg: PlanConfig, a: Assumptions, gpu: GPU, prompts: int, sampl
         warning = (f"{idle} GPU(s) idle during generate: {cfg.nodes} x {cfg.gpus_per_node} is not a multiple of one "
                    f"replica's {replica_gpus} GPUs (GPU-hours count only the busy ones)")
     decode = decode_per_node(a, profile, gpu, cfg.gpus_per_node) / cfg.gpus_per_node
-    prefill = a.get("prefill_tokens_per_s_per_node") * gpu.peak_flops / 989e12 / 8  # the H800 figure, per GPU
+    prefill = a.get("prefill_tokens_per_s_per_node") * gpu.peak_flops / GPUS["h800"].peak_flops / 8  # the H800 figure, per GPU
     gpu_hours = (completion_tokens / decode + prompt_tokens / prefill) / 3600
     return {**out, "gpu_hours": gpu_hours, "wall_hours": gpu_hours / (replicas * replica_gpus), "replicas": replicas,
             "serving": f"{replicas} replica(s) of TP {hint['tensor_parallel']} x PP {hint['pipeline_parallel']}",
@@ -198,9 +200,9 @@ def plan_sft(cfg: PlanConfig, a: Assumptions, gpu: GPU, cur: dict[str, Any], mea
     kept, used, sq = length_stats(docs, max_length, recipe.drop_too_long)
     examples = round(cur["kept"] * kept)
     tokens = examples * used * epochs
-    six_n = (4 if recipe.lora else 6) * params  # LoRA: no weight gradients, ~2/3 of full fine-tuning's FLOPs
-    attention = 6 * shape.layers * shape.hidden * sq * examples * epochs
-    flops = six_n * tokens + attention
+    # LoRA: no weight gradients, ~2/3 of full fine-tuning's FLOPs
+    attention = attention_flops(shape.layers, shape.hidden, sq) * examples * epochs
+    flops = linear_flops(params, tokens, frozen=bool(recipe.lora)) + attention
     world = cfg.nodes * cfg.gpus_per_node
     accel = accelerate_config(recipe.launch.accelerate_config)
     sharding = _sharding(accel, world)

@@ -20,8 +20,9 @@ from typing import Any
 
 from distill.core.errors import DistillError
 from distill.core.manifest import read_manifest
+from distill.core.readers import looks_local
 from distill.core.schema import SFT_EXAMPLE, validate
-from distill.core.stage_dirs import shard_paths
+from distill.core.stage_dirs import DATA, TRAIN, shard_paths
 from distill.sft.student_template import tokenize_example
 
 TOKENIZE_VERSION = 1  # bump when tokenization changes, so cached datasets are rebuilt
@@ -105,7 +106,7 @@ def check_datasets(specs: list) -> None:
         path = Path(spec.path).expanduser()
         if path.exists():
             local_files(path)
-        elif offline or spec.path.startswith((".", "/", "~")) or spec.path.count("/") != 1:
+        elif offline or looks_local(spec.path) or "/" not in spec.path:  # SFT sets on the hub are all org/name
             raise DistillError(f"dataset '{spec.path}' not found; pass a curate output dir (DIR/data/train-*.parquet) "
                                "or a hub id")
 
@@ -144,7 +145,7 @@ def load_local(path: Path, cache_dir: Path) -> Any:
 def data_files(path: Path, shard_paths: Any) -> list[Path]:
     if path.is_file():
         return [path]
-    files = shard_paths(path / "data", "train") or shard_paths(path, "train") or sorted(path.glob("*.parquet"))
+    files = shard_paths(path / DATA, TRAIN) or shard_paths(path, TRAIN) or sorted(path.glob("*.parquet"))
     if not files:
         raise DistillError(f"'{path}' holds no data/train-*.parquet shards; pass a curate output dir")
     return files

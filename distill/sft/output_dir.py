@@ -19,7 +19,8 @@ from typing import Any
 from distill.core.config import to_dict
 from distill.core.errors import DistillError
 from distill.core.log import get_logger, is_main_process, print_summary
-from distill.core.manifest import read_manifest, spelled_out, write_manifest
+from distill.core.manifest import atomic_write_text, read_manifest, spelled_out, write_manifest
+from distill.core.stage_dirs import RECIPE
 
 
 def run_key(recipe: Any) -> str:
@@ -79,11 +80,7 @@ def save_recipe(recipe: Any, out: Path) -> Path:
     import yaml
 
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "recipe.yaml"
-    tmp = out / ".recipe.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(out / RECIPE, yaml.safe_dump(to_dict(recipe), sort_keys=False))
 
 
 

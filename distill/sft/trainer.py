@@ -17,36 +17,10 @@ from typing import Any
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
+from distill.core.gpus import peak_flops
 from distill.core.log import Progress
 from distill.sft.attention import boundaries_from_positions
-
-# Dense bf16 tensor-core peak per GPU (datasheets); matched in order against torch.cuda.get_device_name().
-PEAK_BF16_FLOPS = [
-    ("H100 PCIe", 756e12), ("H100", 989.4e12), ("H200", 989.4e12), ("GH200", 989.4e12), ("H800", 989.4e12),
-    ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12),
-]
-
-
-def peak_flops(device_name: str) -> float | None:
-    return next((peak for key, peak in PEAK_BF16_FLOPS if key in device_name), None)
-
-
-def model_shape(model: Any) -> dict[str, Any]:
-    """What the FLOP count needs: matmul parameters (the embedding lookup is not a matmul; a tied LM head is),
-    layers, hidden size, and whether the weights train."""
-    config = model.config.get_text_config()
-    params = list(model.parameters())
-    total = sum(p.numel() for p in params)
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    embed = config.vocab_size * config.hidden_size
-    tied = getattr(config, "tie_word_embeddings", False)
-    return {"matmul_params": total - embed + (embed if tied else 0), "layers": config.num_hidden_layers,
-            "hidden": config.hidden_size, "frozen": trainable < 0.5 * total}
-
-
-def flops_per_document(shape: dict[str, Any], length: int) -> float:
-    per_param = 4 if shape["frozen"] else 6
-    return per_param * shape["matmul_params"] * length + 6 * shape["layers"] * shape["hidden"] * length * length
+from distill.sft.flops import flops_per_document, model_shape
 
 
 def document_lengths(inputs: dict[str, Any]) -> list[int]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from distill.core.errors import DistillError
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN
 
 
 @dataclass
@@ -113,19 +114,6 @@ def _has_cuda() -> bool:
         return torch.cuda.is_available()
     except ImportError:
         return False
-
-
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-
-
-def think_prefill(prompt_text: str) -> str:
-    """The `<think>` opening a chat template already put at the end of the prompt (R1-0528 and QwQ templates
-    do), which the model therefore never generates; it is put back in front of the stored completion."""
-    stripped = prompt_text.rstrip(" ")
-    for tail in (THINK_OPEN + "\n", THINK_OPEN):
-        if stripped.endswith(tail):
-            return tail
-    return ""
 
 
 def join_completion(content: str | None, reasoning: str | None = None, finish_reason: str = "stop") -> str:

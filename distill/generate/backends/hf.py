@@ -12,7 +12,8 @@ from itertools import groupby
 from distill.core.chat_template import PromptRenderer
 from distill.core.errors import DistillError
 from distill.core.model_source import local_model, remote_code_error
-from distill.generate.backends import BackendOptions, Completion, Request, think_prefill
+from distill.core.protocol import prefilled_think
+from distill.generate.backends import BackendOptions, Completion, Request
 
 
 class TransformersBackend:
@@ -101,7 +102,7 @@ class TransformersBackend:
             body = self.tokenizer.decode(generated[:n], skip_special_tokens=True)
             yield Completion(
                 id=request.id,
-                text=think_prefill(text) + body,
+                text=prefilled_think(text) + body,
                 finish_reason="stop" if stop_at is not None else "length",
                 prompt_tokens=int(enc["attention_mask"][i].sum()),
                 completion_tokens=n,

@@ -22,8 +22,9 @@ from itertools import count, islice
 from distill.core.chat_template import renderer_for
 from distill.core.errors import DistillError
 from distill.core.model_source import local_model
+from distill.core.protocol import prefilled_think
 from distill.core.vllm_args import engine_error, engine_kwargs, require_vllm
-from distill.generate.backends import BackendOptions, Completion, Request, normalize_finish_reason, think_prefill
+from distill.generate.backends import BackendOptions, Completion, Request, normalize_finish_reason
 
 DEFAULT_CHUNK = 2048
 
@@ -156,7 +157,7 @@ def completion(request: Request, text: str, out, model: str) -> Completion:
     sample = out.outputs[0]
     return Completion(
         id=request.id,
-        text=think_prefill(text) + sample.text,
+        text=prefilled_think(text) + sample.text,
         finish_reason=normalize_finish_reason(sample.finish_reason),
         prompt_tokens=len(out.prompt_token_ids or []),
         completion_tokens=len(sample.token_ids),
