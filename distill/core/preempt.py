@@ -45,12 +45,6 @@ class StopOnSignal:
     def requested(self) -> bool:
         return self.signum is not None
 
-    def deadline_left(self) -> float | None:
-        """Seconds of grace left after the stop request (None: no request, or no grace)."""
-        if self.requested_at is None or self.grace_s is None:
-            return None
-        return self.grace_s - (time.monotonic() - self.requested_at)
-
     def disarm(self) -> None:
         """Cancel the grace timer, before a commit that must not be cut short."""
         if self._previous_alarm is not None:

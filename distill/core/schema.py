@@ -22,8 +22,6 @@ columns or columns of the wrong type are errors.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
-
 import pyarrow as pa
 
 from distill.core.errors import DistillError
@@ -31,51 +29,7 @@ from distill.core.errors import DistillError
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
 
-# `unknown`: a published trace set that did not record why generation stopped (curate's input formats)
-FINISH_REASONS = ("stop", "length", "error", "unknown")
-
-
-class Message(TypedDict):
-    role: str
-    content: str
-
-
-class Prompt(TypedDict, total=False):
-    id: str
-    problem: str
-    answer: str | None
-    source: str | None
-    tests: str | None  # code prompts only (CODE below)
-    entry_point: str | None
-    language: str | None
-
-
-class Trace(TypedDict):
-    id: str
-    prompt_id: str
-    sample: int
-    problem: str
-    answer: str | None
-    source: str | None
-    messages: list[Message]
-    completion: str
-    finish_reason: Literal["stop", "length", "error", "unknown"]
-    prompt_tokens: int
-    completion_tokens: int
-    teacher: str
-    model: str
-
-
-class SFTExample(TypedDict):
-    id: str
-    prompt_id: str
-    source: str | None
-    messages: list[Message]
-    num_tokens: int
-
-
 PROMPT = pa.schema([("id", pa.string()), ("problem", pa.string())])
-PROMPT_OPTIONAL = pa.schema([("answer", pa.string()), ("source", pa.string())])
 # the fields of a code prompt, carried by generate into its trace rows (all null on math rows)
 CODE = pa.schema([("tests", pa.string()), ("entry_point", pa.string()), ("language", pa.string())])
 CODE_LANGUAGES = ("python",)
@@ -90,6 +44,7 @@ TRACE = pa.schema(
         ("source", pa.string()),
         ("messages", MESSAGES),
         ("completion", pa.string()),
+        # stop, length or error; `unknown` where a published trace set did not record it (curate's input formats)
         ("finish_reason", pa.string()),
         ("prompt_tokens", pa.int32()),
         ("completion_tokens", pa.int32()),
@@ -104,6 +59,11 @@ SFT_EXAMPLE = pa.schema(
         ("prompt_id", pa.string()),
         ("source", pa.string()),
         ("messages", MESSAGES),
+        # The example's length in the tokens the student trains on (user + assistant turns + the chat template's
+        # own tokens): too_long/too_short and `distill plan --from` read it as the SFT length. Curate computes it
+        # with --tokenizer; without one it takes the teacher's prompt + completion counts (another tokenizer,
+        # no template), or characters / 4 when the input has no counts (the report counts those estimates).
+        # The demo's answers-only set counts without template tokens; sft re-tokenizes and does not read it.
         ("num_tokens", pa.int32()),
     ]
 )

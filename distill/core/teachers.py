@@ -103,11 +103,6 @@ def get_teacher(name: str) -> TeacherSpec:
     return TEACHERS[name]
 
 
-def register_teacher(spec: TeacherSpec) -> None:
-    """Add a teacher (plugins, the demo's program teacher)."""
-    TEACHERS[spec.name] = spec
-
-
 # ---------------------------------------------------------------- teachers
 
 

@@ -18,8 +18,8 @@ class EvalConfig:
                               "aime24, aime25, math500, or any eval/<family>/distill_<name>.yaml by <name>.")
     out: str | None = option(None, help="Output directory (default runs/eval/<model name>). Re-running with "
                              "the same OUT skips the tasks already finished there.")
-    backend: Literal["vllm", "hf", "openai"] | None = option(
-        None, help="vllm (GPU), hf (transformers: CPU or one GPU), openai (a served model at --base-url). "
+    backend: Literal["vllm", "hf", "openai", "transformers"] | None = option(
+        None, help="vllm (GPU), hf (transformers: CPU or one GPU; --backend transformers also works), openai (a served model at --base-url). "
         "Default: openai with --base-url, else vllm where installed with a GPU, else hf.")
     samples: int | None = option(None, help="Samples per problem (k); default per task: 64 AIME, 4 MATH-500.")
     max_tokens: int = option(32768, help="Max new tokens per sample (R1 protocol: 32768). A sample that "

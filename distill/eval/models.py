@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.core.backend_common import api_key_header, clear_sampling_defaults, decode_keeping_think, eos_ids
 from distill.core.errors import DistillError
 from distill.core.model_source import is_gguf, local_model, remote_code_error
-from distill.core.protocol import THINK_CLOSE, THINK_OPEN, draw_seed
+from distill.core.protocol import draw_seed
 from distill.core.readers import looks_local
 from distill.core.vllm_args import engine_error, engine_kwargs, is_cpu_build, require_vllm
 
@@ -133,8 +134,7 @@ def _open_hf(spec: ModelSpec):
     # A model's generation_config.json can carry defaults that would quietly change the protocol: a base
     # model's max_new_tokens (2048 for Qwen2.5-Math) takes precedence over lm-eval's max_length, and
     # transformers samples with top_k=50 unless told otherwise. The R1 protocol is temperature + top-p only.
-    gc = lm.model.generation_config
-    gc.max_new_tokens, gc.max_length, gc.top_k, gc.min_p, gc.repetition_penalty = None, None, None, None, None
+    clear_sampling_defaults(lm.model.generation_config, max_new_tokens=True)
     return lm
 
 
@@ -166,16 +166,10 @@ def _open_vllm(spec: ModelSpec):
 
 
 def _open_openai(spec: ModelSpec):
-    import os
 
     if not spec.base_url:
         raise DistillError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
-    header = None
-    if spec.api_key_env:
-        key = os.environ.get(spec.api_key_env)
-        if not key:
-            raise DistillError(f"environment variable {spec.api_key_env} is not set; export it with your API key")
-        header = {"Authorization": f"Bearer {key}"}
+    header = api_key_header(spec.api_key_env) or None
     base = spec.base_url.rstrip("/")
     served = served_models(base, header)
     model = spec.served_model or (served[0] if len(served) == 1 else spec.model)
@@ -238,18 +232,12 @@ def _hf_class():
                 return super().tok_decode(tokens, skip_special_tokens=skip_special_tokens)
             # a generated continuation: padded after its end of sequence
             ids = list(tokens)
-            stops = set(self.tokenizer.all_special_ids) & ({self.tokenizer.pad_token_id} | self._eos_ids())
+            stops = set(self.tokenizer.all_special_ids) & ({self.tokenizer.pad_token_id} | eos_ids(
+                self.model.generation_config, self.tokenizer))
             end = next((i for i, t in enumerate(ids) if t in stops), len(ids))
-            keep = _think_ids(self.tokenizer)
-            drop = set(self.tokenizer.all_special_ids) - keep
-            text = self.tokenizer.decode([t for t in ids if t not in drop], skip_special_tokens=False)
+            text = decode_keeping_think(self.tokenizer, ids)
             self.token_counts[text] = end + (end < len(ids))  # the end-of-sequence token counts too
             return text
-
-        def _eos_ids(self) -> set[int]:
-            eos = self.model.generation_config.eos_token_id
-            ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-            return ids | ({self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set())
 
         def _model_generate(self, context, max_length, stop, **generation_kwargs):
             out = super()._model_generate(context, max_length, stop, **generation_kwargs)
@@ -258,13 +246,6 @@ def _hf_class():
             return out
 
     return ReasoningHFLM
-
-
-def _think_ids(tokenizer) -> set[int]:
-    """Ids of `<think>`/`</think>` when the tokenizer marks them special (they must survive decoding)."""
-    special = set(tokenizer.all_special_ids)
-    ids = {tokenizer.convert_tokens_to_ids(t) for t in (THINK_OPEN, THINK_CLOSE)}
-    return {i for i in ids if isinstance(i, int) and i in special}
 
 
 def _vllm_class():

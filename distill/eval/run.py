@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.core.backend_common import backend_name, has_cuda, vllm_installed
 from distill.core.chat_template import PromptRenderer
 from distill.core.config import to_dict
 from distill.core.errors import DistillError, Interrupted
@@ -340,17 +341,12 @@ def prompt_tokens(tokenizer, task, cfg: EvalConfig, prompting: Prompting) -> int
 
 
 def choose_backend(cfg: EvalConfig) -> str:
-    import importlib.util
-
     if cfg.backend:
-        return cfg.backend
+        return backend_name(cfg.backend, "hf")
     if cfg.base_url:
         return "openai"
-    if importlib.util.find_spec("vllm") is not None:
-        import torch
-
-        if torch.cuda.is_available():
-            return "vllm"
+    if vllm_installed() and has_cuda():
+        return "vllm"
     get_logger().info("vLLM with a GPU is not available here: using the hf backend (fine for small models)")
     return "hf"
 

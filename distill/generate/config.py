@@ -17,8 +17,8 @@ class GenerateConfig:
     out: str = option(help="Output directory; traces go to OUT/traces/. Re-running with the same OUT resumes.")
     teacher: str = option("deepseek-r1", help="Teacher name from the registry (`distill teachers`).")
     model: str | None = option(None, help="Concrete model (hub id, local path, or served name); default: the teacher's.")
-    backend: Literal["vllm", "openai", "transformers"] | None = option(
-        None, help="vllm (GPU, in-process), openai (any compatible server), transformers (small/CPU). Default: "
+    backend: Literal["vllm", "openai", "transformers", "hf"] | None = option(
+        None, help="vllm (GPU, in-process), openai (any compatible server), transformers (small/CPU; --backend hf also works). Default: "
         "openai when --base-url is given, else vllm."
     )
     id_field: str = option("id", help="Prompt field holding a unique id (default 'id'; if absent, a content hash).")

@@ -27,7 +27,6 @@ from typing import Any
 from distill.core.protocol import split_think
 from distill.grading.sandbox import Job, Limits, Result, run_many
 
-LANGUAGES = ("python",)
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
 _PY_TAGS = ("", "python", "py", "python3")
 _IMPORT = re.compile(r"^(?:from\s+\S+\s+)?import\s+.+$", re.M)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from distill.core.backend_common import backend_name, has_cuda, vllm_installed
 from distill.core.errors import DistillError
 from distill.core.protocol import THINK_CLOSE, THINK_OPEN
 
@@ -95,25 +96,16 @@ def open_backend(name: str, options: BackendOptions) -> Backend:
 def choose_backend(requested: str | None, has_base_url: bool) -> str:
     """The backend to use when none is named: a server if one was given, else vLLM on a GPU machine."""
     if requested:
-        return requested
+        return backend_name(requested, "transformers")
     if has_base_url:
         return "openai"
-    if importlib.util.find_spec("vllm") is not None and _has_cuda():
+    if vllm_installed() and has_cuda():
         return "vllm"
-    missing = "no CUDA GPU" if not _has_cuda() else "vLLM is not installed (pip install 'distill[vllm]')"
+    missing = "no CUDA GPU" if not has_cuda() else "vLLM is not installed (pip install 'distill[vllm]')"
     raise DistillError(
         f"no usable backend: vLLM needs a GPU and the vllm package ({missing}); pass --base-url URL to use a "
         "served teacher (--backend openai), or --backend transformers to run a small model locally"
     )
-
-
-def _has_cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
 
 
 def join_completion(content: str | None, reasoning: str | None = None, finish_reason: str = "stop") -> str:

@@ -1,7 +1,8 @@
 """The `transformers` backend: a local model through `model.generate`, on CPU or one GPU.
 
 For small teachers, the demo and the tests; a 671B teacher belongs on vLLM or a server. Requests are batched
-by shared sampling parameters and similar prompt length (left padding), sampled with the batch's seed.
+by shared sampling parameters and similar prompt length (left padding) for greedy decoding; a sampled request
+runs alone under its own seed, so a resumed run draws the same samples.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import groupby
 
+from distill.core.backend_common import clear_sampling_defaults, decode_keeping_think, eos_ids
 from distill.core.chat_template import PromptRenderer
 from distill.core.errors import DistillError
 from distill.core.model_source import local_model, remote_code_error
@@ -46,22 +48,12 @@ class TransformersBackend:
             ) from None
         if self.tokenizer.chat_template is None:
             raise DistillError(f"model '{options.model}' has no chat template; add one to its tokenizer_config.json")
-        # A model's generation_config.json can carry sampling defaults (top_k, repetition_penalty, ...) that the
-        # teacher's sampling does not have; the vllm backend and eval drop them the same way.
-        gc = self.lm.generation_config
-        gc.top_k, gc.min_p, gc.repetition_penalty, gc.max_length = None, None, None, None
+        clear_sampling_defaults(self.lm.generation_config)  # the vllm backend and eval drop them the same way
         self.tokenizer.padding_side = "left"  # generation continues from the right edge of every row
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos_ids = self._eos_ids()
+        self.eos_ids = eos_ids(self.lm.generation_config, self.tokenizer)
         self.render = PromptRenderer(self.tokenizer, options.default_system)  # says so if the template adds a system turn
-
-    def _eos_ids(self) -> set[int]:
-        eos = self.lm.generation_config.eos_token_id
-        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return ids
 
     def generate(self, requests: Iterable[Request]) -> Iterator[Completion]:
         def params(r: Request) -> tuple:
@@ -80,12 +72,21 @@ class TransformersBackend:
                 batch = []
 
     def _run(self, batch: list[tuple[Request, str]], max_tokens: int, temperature: float, top_p: float):
+        if temperature <= 0:  # greedy decoding draws nothing: the batch stays whole
+            yield from self._generate(batch, max_tokens, dict(do_sample=False))
+            return
+        # Sampling: one request at a time, under its own seed. `generate` draws one RNG stream per call, so in a
+        # batch a sample's text would depend on its batch-mates, and a resumed run (which batches what is left
+        # differently) would redraw it; the vllm and openai backends seed each request the same way.
+        for item in batch:
+            yield from self._generate([item], max_tokens, dict(do_sample=True, temperature=temperature, top_p=top_p))
+
+    def _generate(self, batch: list[tuple[Request, str]], max_tokens: int, sampling: dict):
         import torch
 
         texts = [text for _, text in batch]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        torch.manual_seed(batch[0][0].seed)
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+        torch.manual_seed(batch[0][0].seed)  # the request's own seed when sampling (one request per call)
         with torch.inference_mode():
             out = self.lm.generate(
                 **enc,
@@ -99,7 +100,7 @@ class TransformersBackend:
             generated = out[i, width:].tolist()
             stop_at = next((j for j, t in enumerate(generated) if t in self.eos_ids), None)
             n = stop_at + 1 if stop_at is not None else min(len(generated), max_tokens)
-            body = self.tokenizer.decode(generated[:n], skip_special_tokens=True)
+            body = decode_keeping_think(self.tokenizer, generated[:n])  # as eval decodes: <think> survives
             yield Completion(
                 id=request.id,
                 text=prefilled_think(text) + body,

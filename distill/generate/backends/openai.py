@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import time
 from collections.abc import Iterable, Iterator
 from urllib.parse import urlparse
 
+from distill.core.backend_common import api_key_header
 from distill.core.errors import DistillError
 from distill.core.log import get_logger
 from distill.generate.backends import BackendOptions, Completion, Request, join_completion, normalize_finish_reason
@@ -64,14 +64,8 @@ class OpenAIBackend:
             raise DistillError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
         self.servers = [_Server(normalize_base_url(u)) for u in options.base_url]
         self.headers = {"Content-Type": "application/json"}
-        if options.api_key_env:
-            key = os.environ.get(options.api_key_env)
-            if not key:
-                raise DistillError(
-                    f"environment variable {options.api_key_env} is not set; export it with your API key "
-                    "(--api-key-env names the variable, the key itself never goes on the command line)"
-                )
-            self.headers["Authorization"] = f"Bearer {key}"
+        self.headers.update(api_key_header(
+            options.api_key_env, " (--api-key-env names the variable, the key itself never goes on the command line)"))
         self.concurrency = options.concurrency
         self.timeout = options.request_timeout
         self.max_retries = options.max_retries
