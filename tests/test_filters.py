@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.curate import worker as worker
+from distill.curate import worker
 from distill.curate.config import CurateConfig
 from distill.curate.dedup import NgramIndex, load_eval_sets, near_duplicate_prompts, over_cap, prompt_signature
 from distill.curate.filters import (

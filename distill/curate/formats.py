@@ -571,3 +571,20 @@ def verdict_key(source_correct: bool, reason: str | None, graded: bool) -> str:
     else:
         ours = "not graded"
     return f"source {'correct' if source_correct else 'wrong'}, curate {ours}"
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass
+class Source:
+    files: list[Path]
+    generate_dir: Path | None  # the generate stage directory, when there is one (lineage, provenance)
+    lineage_inputs: list[str]
+    hub: Any = None  # a hub dataset (datasets.Dataset), written to parquet in OUT/.curate when planned
+    layout: Any = None  # trace_formats.Layout: the input format and its field mapping
+
+
+def input_record(layout) -> dict[str, Any]:
+    """What the manifest, the report and the card say about the input format."""
+    return {"format": layout.format, "detected": layout.detected, "mapping": layout.mapping(), "fields": layout.fields}

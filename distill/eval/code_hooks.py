@@ -32,7 +32,7 @@ ID_KEYS = ("task_id", "id", "question_id", "problem_id")
 PROBLEM_KEYS = ("prompt", "problem", "question_content", "question")
 TESTS_KEYS = ("test", "tests", "input_output")
 # HumanEval's prompt is a signature with a docstring: the instruction asks for the whole function back, in the
-# form the code grader reads (and generate asks its teachers for: distill.core.teachers.CODE_PROMPT_SUFFIX)
+# form the code grader reads (and generate asks its teachers for: distill.core.protocol.CODE_PROMPT_SUFFIX)
 FUNCTION_PROMPT = "Complete the following Python function.\n\n```python\n{prompt}```"
 
 _VERDICTS: dict[tuple[str, str], Result] = {}  # (doc id, response) -> verdict, filled by grade_all
