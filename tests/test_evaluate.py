@@ -244,7 +244,8 @@ def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_mode
 def test_published_rows_are_matched_by_lineage_by_name_or_by_the_model(tmp_path):
     from distill.core.errors import DistillError
     from distill.eval.report import load_published, match_published
-    from distill.eval.run import EVAL_DIR, model_manifest_dir
+    from distill.eval.results import model_manifest_dir
+    from distill.eval.run import EVAL_DIR
 
     published = load_published(EVAL_DIR / "published.yaml")
     distill_rows = [r for r in published["models"] if r["name"].startswith("DeepSeek-R1-Distill")]
