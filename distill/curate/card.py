@@ -25,7 +25,7 @@ SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"
                    (10_000_000, "1M<n<10M")]
 
 
-def token_stats(lengths, counted_with: str) -> dict[str, Any]:
+def dataset_stats(lengths, counted_with: str) -> dict[str, Any]:
     import numpy as np
 
     stats: dict[str, Any] = {"counted_with": counted_with, "rows": int(len(lengths))}

@@ -13,7 +13,7 @@ from typing import Any
 from distill.core.log import get_logger, print_summary
 from distill.core.manifest import atomic_write_text, now
 from distill.core.stage_dirs import CURATION_REPORT, DATA
-from distill.curate.card import plot_token_lengths, render_card, token_stats
+from distill.curate.card import dataset_stats, plot_token_lengths, render_card
 from distill.curate.code_rows import merge_report
 from distill.curate.config import CurateConfig
 from distill.curate.dedup import BENCHMARKS
@@ -54,7 +54,7 @@ def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> 
         "decontamination": merge_decontamination(unit_stats, cfg),
         "grader": dict(sum((Counter(s["grader"]) for s in unit_stats), Counter())),
         "code": merge_code_report(unit_stats, selection, cfg.filters),
-        "tokens": token_stats(lengths, counted_with(cfg, unit_stats)),
+        "tokens": dataset_stats(lengths, counted_with(cfg, unit_stats)),
         "kept_by": merge_kept(selection),
         "units": {"total": len(unit_stats), "resumed": sum(s.get("resumed", False) for s in unit_stats)},
         "started_at": started,

@@ -28,14 +28,14 @@ def find_baseline(given: str | None, out: Path, lineage: dict[str, Any]) -> dict
     """The base model's eval: the dir given, else the one the lineage's base model was evaluated into, else None."""
     if given:
         path = Path(given).expanduser()
-        return summarize(path, read_eval(path), "--baseline")
+        return baseline_record(path, read_eval(path), "--baseline")
     base = (lineage.get("sft") or {}).get("student")
     if not base:
         return None
     for place in candidates(str(base), out):
         results = read_eval(place, required=False)
         if results and same_model(results.get("model"), str(base)):
-            return summarize(place, results, f"the sft manifest's base model {base}, evaluated in {place}")
+            return baseline_record(place, results, f"the sft manifest's base model {base}, evaluated in {place}")
     return None
 
 
@@ -72,7 +72,7 @@ def read_eval(path: Path, required: bool = True) -> dict[str, Any] | None:
     return results
 
 
-def summarize(path: Path, results: dict[str, Any], found_by: str) -> dict[str, Any]:
+def baseline_record(path: Path, results: dict[str, Any], found_by: str) -> dict[str, Any]:
     protocol = results.get("protocol") or {}
     return {
         "path": str(path.resolve()),

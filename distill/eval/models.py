@@ -1,7 +1,7 @@
 """The model side of `distill eval`: lm-eval model objects for the vllm, hf and openai backends, with the fixes
 the R1 protocol needs, and a live progress line (samples, tokens/s, ETA) on each.
 
-    lm = open_model(ModelSpec(model="runs/sft/final", backend="hf", max_model_len=33792, ...))
+    lm = open_model(LMSpec(model="runs/sft/final", backend="hf", max_model_len=33792, ...))
     lm.progress = bar                      # a distill.core.log.Progress; advanced as samples finish
 
 - hf: lm-eval's HFLM, but decoding keeps `<think>`/`</think>` even where a tokenizer marks them special
@@ -31,7 +31,7 @@ from distill.core.vllm_args import engine_error, engine_kwargs, is_cpu_build, re
 
 
 @dataclass
-class ModelSpec:
+class LMSpec:
     """What `open_model` needs, resolved by `distill eval` from its config."""
 
     model: str
@@ -69,7 +69,7 @@ def check_model_path(model: str) -> Path:
     return path
 
 
-def load_tokenizer(model: str, trust_remote_code: bool = False):
+def eval_tokenizer(model: str, trust_remote_code: bool = False):
     """The model's tokenizer, or a one-line error naming what is wrong with `--model`."""
     from transformers import AutoTokenizer
 
@@ -109,7 +109,7 @@ def context_limit(model: str, trust_remote_code: bool = False) -> int | None:
 # ---------------------------------------------------------------- backends
 
 
-def open_model(spec: ModelSpec):
+def open_model(spec: LMSpec):
     """An lm-eval LM for the spec's backend; loading errors become one-line DistillErrors."""
     openers = {"hf": _open_hf, "vllm": _open_vllm, "openai": _open_openai}
     if spec.backend not in openers:
@@ -125,7 +125,7 @@ def open_model(spec: ModelSpec):
                            "--model (a model directory with config.json, or a hub id)") from None
 
 
-def _open_hf(spec: ModelSpec):
+def _open_hf(spec: LMSpec):
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -138,7 +138,7 @@ def _open_hf(spec: ModelSpec):
     return lm
 
 
-def _open_vllm(spec: ModelSpec):
+def _open_vllm(spec: LMSpec):
     import importlib.util
 
 
@@ -165,7 +165,7 @@ def _open_vllm(spec: ModelSpec):
         raise engine_error(err, spec.model) from None
 
 
-def _open_openai(spec: ModelSpec):
+def _open_openai(spec: LMSpec):
 
     if not spec.base_url:
         raise DistillError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")

@@ -44,7 +44,7 @@ from distill.eval.code_hooks import score_problem as score_code
 from distill.eval.config import EvalConfig
 from distill.eval.math_hooks import add_think_prefill
 from distill.eval.metrics import clear_cache, score_problem, summarize, with_lengths
-from distill.eval.models import ModelSpec, check_model_path, context_limit, open_model
+from distill.eval.models import LMSpec, check_model_path, context_limit, open_model
 from distill.eval.prompting import Prompting, resolve_prompting
 from distill.eval.report import write_report
 from distill.eval.results import (
@@ -181,7 +181,7 @@ def check_data(cfg: EvalConfig, refs: list[TaskRef]) -> None:
                                f"(JSON lines with id, problem, answer) for task {ref.short}")
 
 
-def fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None = None) -> dict[str, Any]:
+def task_fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None = None) -> dict[str, Any]:
     """Everything that decides a task's numbers: a re-run with the same fingerprint reuses them."""
     source = model_manifest_dir(cfg.model)
     gen = ref.config.get("generation_kwargs") or {}
@@ -226,7 +226,7 @@ def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Pat
     todo = []
     for ref in refs:
         old = results["tasks"].get(ref.short)
-        new = fingerprint(cfg, ref, prompting)
+        new = task_fingerprint(cfg, ref, prompting)
         if old:  # results from before eval had modes were all made reasoning on, with no system prompt known
             old["fingerprint"] = {"reasoning": "on", "system_prompt": None, **old.get("fingerprint", {})}
         if old and old.get("fingerprint") == new:
@@ -267,7 +267,7 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
         if stop is not None and stop.requested:
             return
         results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out, prompting)
-        results["tasks"][ref.short]["fingerprint"] = fingerprint(cfg, ref, prompting)
+        results["tasks"][ref.short]["fingerprint"] = task_fingerprint(cfg, ref, prompting)
         write_json(out / RESULTS, results)  # a crash in the next task keeps this one
         clear_cache()
         clear_code_cache()
@@ -303,7 +303,7 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Pro
     if cfg.max_model_len is not None and cfg.max_model_len < needed:
         raise DistillError(f"--max-model-len {cfg.max_model_len} < longest prompt {longest} + --max-tokens "
                            f"{cfg.max_tokens}; prompts would be truncated: raise it or lower --max-tokens")
-    return ModelSpec(
+    return LMSpec(
         model=local_model(cfg.model), backend=backend, max_model_len=cfg.max_model_len or needed,
         max_tokens=cfg.max_tokens,
         seed=cfg.seed, dtype=cfg.dtype, batch_size=cfg.batch_size, tensor_parallel=cfg.tensor_parallel,

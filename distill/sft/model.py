@@ -35,7 +35,7 @@ def load_tokenizer(spec: Any) -> tuple[Any, int]:
     return tokenizer, apply_template(tokenizer, get_template(spec.chat_template, spec.eos_token))
 
 
-def load_config(spec: Any) -> Any:
+def load_model_config(spec: Any) -> Any:
     """The model config with the recipe's overrides applied through the config's constructor, so derived fields
     (layer types, rope parameters) follow them; rope_theta goes into rope_parameters on transformers 5."""
     from transformers import AutoConfig
@@ -70,7 +70,7 @@ def load_model(spec: Any, args: dict[str, Any], tokenizer: Any | None = None, eo
     attn = register() if spec.attn_implementation == "auto" else spec.attn_implementation
     dtype = getattr(torch, spec.dtype) if spec.dtype != "auto" else (
         torch.bfloat16 if torch.cuda.is_available() and not args.get("use_cpu") else torch.float32)
-    config = load_config(spec)
+    config = load_model_config(spec)
     if spec.init == "from_config" and tokenizer is not None and "vocab_size" not in spec.config:
         config.vocab_size = len(tokenizer)  # a student from scratch gets exactly the tokenizer's vocabulary
     if spec.init == "from_config":
@@ -129,7 +129,7 @@ def model_shape_from_config(spec: Any) -> Any:
 
 
     try:
-        config = load_config(spec)
+        config = load_model_config(spec)
     except DistillError:
         return None
     with torch.device("meta"):
