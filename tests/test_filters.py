@@ -10,7 +10,8 @@ import pytest
 
 from distill.curate import worker
 from distill.curate.config import CurateConfig
-from distill.curate.dedup import NgramIndex, load_eval_sets, near_duplicate_prompts, over_cap, prompt_signature
+from distill.curate.decontaminate import NgramIndex, load_eval_sets
+from distill.curate.dedup import near_duplicate_prompts, over_cap, prompt_signature
 from distill.curate.filters import (
     FILTERS,
     Candidate,

@@ -6,8 +6,8 @@ recorded for every row it drops.
     FILTERS["repetition"].check(candidate, RepetitionParams())   # None (keep) or "unit repeated 57 times"
 
 Row filters run in the curate workers, one trace at a time, in the configured order (the first that objects
-drops the row). Set filters (`duplicate`, `per_prompt_cap`) need every surviving row and run afterwards in
-distill/curate/dedup.py. A Candidate is a trace after tag normalisation:
+drops the row). Set filters (`duplicate`, `per_prompt_cap`) need every surviving row and run afterwards, in
+distill/curate/run.py's `select` (with dedup.py's keys and caps). A Candidate is a trace after tag normalisation:
     Candidate(id="math-train-0007/1", prompt_id="math-train-0007", reference="5", is_reasoning=True,
               user="What is $2+3$?\\nPlease reason step by step, ...", reasoning="2 plus 3 is 5.",
               answer_text="The answer is $\\\\boxed{5}$.", finish_reason="stop", ...)

@@ -16,7 +16,7 @@ from distill.core.stage_dirs import CURATION_REPORT, DATA
 from distill.curate.card import dataset_stats, plot_token_lengths, render_card
 from distill.curate.code_rows import merge_report
 from distill.curate.config import CurateConfig
-from distill.curate.dedup import BENCHMARKS
+from distill.curate.decontaminate import BENCHMARKS
 from distill.curate.formats import Source, input_record
 
 # ---------------------------------------------------------------- phase B: set filters

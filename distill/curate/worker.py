@@ -30,7 +30,8 @@ from distill.core.protocol import THINK_CLOSE, THINK_OPEN, split_think
 from distill.core.schema import SFT_EXAMPLE, conform
 from distill.core.teachers import TEACHERS
 from distill.curate import code_rows as curate_code
-from distill.curate.dedup import NgramIndex, completion_key, load_eval_sets
+from distill.curate.decontaminate import NgramIndex, load_eval_sets
+from distill.curate.dedup import completion_key
 from distill.curate.dedup import prompt_signature as signature
 from distill.curate.filters import FILTERS, Candidate
 from distill.curate.formats import first_rows, to_traces, verdict_key
@@ -116,7 +117,7 @@ def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, n
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
                                       else "spawn")
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["distill.curate.worker", "distill.curate.dedup", "datasketch", "pyarrow.parquet"])
+        ctx.set_forkserver_preload(["distill.curate.worker", "distill.curate.dedup", "distill.curate.decontaminate", "datasketch", "pyarrow.parquet"])
     pending = list(reversed(units))
     with ProcessPoolExecutor(min(num_proc, len(units)), mp_context=ctx, initializer=_init_worker, initargs=(spec,)) as ex:
         running = set()
