@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "distill"
@@ -119,3 +120,11 @@ def test_the_old_module_names_import_the_new_modules_and_warn_once():
     for old, new in (("eval_tasks", "eval/math_hooks.py"), ("code_tasks", "eval/code_hooks.py")):
         shim = (PACKAGE / old / "__init__.py").read_text()
         assert f"distill.{new[:-3].replace('/', '.')}" in shim and "DeprecationWarning" in shim
+
+
+def test_every_package_is_listed_for_the_wheel():
+    """pyproject.toml lists the packages (setuptools' find cannot see distill._eval); a new package must be added."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
