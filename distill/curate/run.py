@@ -41,12 +41,20 @@ from distill.curate.filters import (
     DuplicateParams,
     PerPromptCapParams,
 )
-from distill.curate.formats import Source, file_columns, first_rows, input_record, load_hub, resolve_layout, write_hub
+from distill.curate.formats import (
+    TRACE_REQUIRED,
+    Source,
+    file_columns,
+    first_rows,
+    input_record,
+    load_hub,
+    resolve_layout,
+    write_hub,
+)
 from distill.curate.report import Selection, build_report, print_curate_summary, write_card
 
 WORK = ".curate"
-# trace columns curate reads; the rest of TRACE (sample, model, ...) is not needed and may be absent
-REQUIRED = ("id", "prompt_id", "completion", "finish_reason")
+# trace columns curate reads besides TRACE_REQUIRED; the rest of TRACE (sample, model, ...) is not needed and may be absent
 OPTIONAL = ("problem", "answer", "source", "messages", "teacher", "prompt_tokens", "completion_tokens",
             "tests", "entry_point", "language")  # the last three: code rows (schema.CODE)
 # curate's own outputs in OUT, removed by --force (nothing else there is touched)
@@ -170,10 +178,10 @@ def input_columns(path: Path) -> list[str]:
     # a numeric reference answer (AIME's 25) is read as text, so it need not be a string column
     numeric_answer = "answer" in schema.names and (pa.types.is_integer(schema.field("answer").type)
                                                    or pa.types.is_floating(schema.field("answer").type))
-    expected = pa.schema([TRACE.field(n) for n in REQUIRED + OPTIONAL
-                          if (n in schema.names or n in REQUIRED) and not (n == "answer" and numeric_answer)])
+    expected = pa.schema([TRACE.field(n) for n in TRACE_REQUIRED + OPTIONAL
+                          if (n in schema.names or n in TRACE_REQUIRED) and not (n == "answer" and numeric_answer)])
     validate(schema, expected, str(path), kind="trace")
-    return [n for n in REQUIRED + OPTIONAL if n in schema.names]
+    return [n for n in TRACE_REQUIRED + OPTIONAL if n in schema.names]
 
 
 # ---------------------------------------------------------------- the work plan (and resuming it)

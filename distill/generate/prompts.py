@@ -20,7 +20,7 @@ import pyarrow as pa
 from distill.core.errors import DistillError
 from distill.core.protocol import problem_id
 from distill.core.readers import PROMPT_FILE_SUFFIXES, hub_dataset, looks_local, read_file
-from distill.core.schema import CODE_LANGUAGES
+from distill.core.schema import CODE, CODE_LANGUAGES, TRACE
 
 
 def load_prompts(
@@ -68,9 +68,7 @@ def load_prompts(
     taken = {id_field, problem_field, answer_field, source_field, *(
         (tests_field, entry_point_field, language_field) if code else ())}
     # the trace schema already has these names: a prompt field of the same name cannot be carried through
-    reserved = {"id", "prompt_id", "sample", "problem", "answer", "source", "messages", "completion",
-                "finish_reason", "prompt_tokens", "completion_tokens", "teacher", "model", "tests", "entry_point",
-                "language"}
+    reserved = set(TRACE.names) | set(CODE.names)
     extras = {c: _column([r.get(c) for r in rows]) for c in columns if c not in taken and c not in reserved}
     return pa.table({**{k: pa.array(v, pa.string()) for k, v in {**core, **code}.items()}, **extras})
 
