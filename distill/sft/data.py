@@ -23,7 +23,7 @@ from distill.core.manifest import read_manifest
 from distill.core.readers import looks_local
 from distill.core.schema import SFT_EXAMPLE, validate
 from distill.core.stage_dirs import DATA, TRAIN, shard_paths
-from distill.sft.student_template import tokenize_example
+from distill.sft.student_template import IGNORE, tokenize_example
 
 TOKENIZE_VERSION = 1  # bump when tokenization changes, so cached datasets are rebuilt
 
@@ -235,7 +235,7 @@ def tokenize(ds: Any, tokenizer: Any, eos_id: int, cache_file: Path, num_proc: i
             out["input_ids"].append(ids)
             out["labels"].append(labels)
             out["num_tokens"].append(len(ids))
-            out["num_trained"].append(sum(1 for t in labels if t != -100))
+            out["num_trained"].append(sum(1 for t in labels if t != IGNORE))
         return out
 
     return ds.map(encode_batch, batched=True, batch_size=256, num_proc=num_proc, remove_columns=ds.column_names,
