@@ -13,13 +13,12 @@ spacing and punctuation do not hide a copy; a problem shorter than n words count
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from distill.core.errors import DistillError
-from distill.core.readers import iter_jsonl
+from distill.core.readers import read_file
 from distill.curate.dedup import words
 
 
@@ -88,16 +87,7 @@ def _load_benchmark(spec: EvalSet, eval_data_dir: str | Path | None) -> list[str
 def _read_problems(path: Path) -> list[str]:
     if not path.is_file():
         raise DistillError(f"decontamination file '{path}' not found; fix contaminated.files")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    elif path.suffix == ".json":
-        rows = json.loads(path.read_text())
-    elif path.suffix == ".jsonl":
-        rows = list(iter_jsonl(path))
-    else:
-        raise DistillError(f"decontamination file '{path}' must be .jsonl, .json or .parquet")
+    rows = read_file(path, what="decontamination problems")
     field = next((f for f in _PROBLEM_FIELDS if rows and f in rows[0]), None)
     if field is None:
         raise DistillError(f"'{path}' has no problem/question/prompt field to decontaminate against")
