@@ -69,7 +69,9 @@ def run(cfg: GenerateConfig) -> Path:
                 if part:
                     update_whole(whole, part, manifest["config"], started, manifest["extra"])
                 stats = run_teacher(backend, sampling, teacher, prompts, todo, writer, stop)
-                manifest["extra"]["prompt_format"] = getattr(backend, "prompt_format", None)  # what was sent
+                # what was sent; None for the openai backend: the server renders the chat (/chat/completions), so
+                # its template decides the system turn and --default-system cannot apply
+                manifest["extra"]["prompt_format"] = getattr(backend, "prompt_format", None)
             except GraceExpired:  # stopped while the teacher was still loading
                 stats = None
         else:

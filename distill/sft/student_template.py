@@ -100,6 +100,9 @@ def tokenize_example(tokenizer: Any, messages: list[dict[str, str]], eos_id: int
         )
     ids = encode(tokenizer, full)
     prompt_ids = encode(tokenizer, render(tokenizer, messages[:-1], generation_prompt=True))
+    # The loss starts where the tokens of the whole example stop matching the prompt's own tokens, not at the
+    # prompt's length in characters: BPE can merge across the prompt/answer boundary, so the tokens there differ
+    # from the prompt's last tokens, and the first token that differs is the first one the student must predict.
     n_prompt = common_prefix(ids, prompt_ids)
     end = last_index(ids, eos_id)
     if end is None or end < n_prompt:

@@ -220,6 +220,7 @@ class OpenAIBackend:
             server.in_flight += 1
             retry_after = None
             try:
+                # the server applies the chat template (and its system turn): nothing here renders a prompt
                 async with session.post(server.url + "/chat/completions", data=payload) as resp:
                     raw = await resp.read()
                     if resp.status == 200:
