@@ -229,6 +229,9 @@ def make_candidate(row: dict[str, Any], spec: WorkerSpec) -> Candidate:
         raise DistillError(f"a trace without id/prompt_id ({str(row)[:80]}...); every trace needs both")
     completion = normalize_tags(row.get("completion") or "", cfg.think_tags, cfg.answer_tags)
     teacher = row.get("teacher") or "unknown"
+    # Is this a reasoning row? It decides which filters apply (bad_think_format, the answer read after </think>):
+    # a teacher known not to reason never is; a reasoning teacher always is, even when it never closed its block
+    # (truncated); an unknown teacher is when its text holds a think tag.
     if teacher in spec.non_reasoning:
         is_reasoning = False
     else:
