@@ -110,7 +110,6 @@ class PromptRenderer:
     _said: set[str] = set()  # (policy, template) pairs already reported in this process
 
     def __init__(self, tokenizer: Any, default_system: DefaultSystemPolicy = "keep", say: bool = True):
-
         if default_system not in DEFAULT_SYSTEM_POLICIES:
             raise DistillError(f"default_system must be keep or drop, not {default_system!r}")
         self.tokenizer = tokenizer

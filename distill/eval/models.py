@@ -166,7 +166,6 @@ def _open_vllm(spec: LMSpec):
 
 
 def _open_openai(spec: LMSpec):
-
     if not spec.base_url:
         raise DistillError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
     header = api_key_header(spec.api_key_env) or None
