@@ -132,7 +132,6 @@ def teachers() -> None:
     from rich.console import Console
     from rich.table import Table
 
-
     table = Table(title="teachers (distill generate --teacher NAME)", title_justify="left")
     for col in ("name", "model", "reasoning", "T / top-p", "max tokens", "serving (GPU: TPxPP, nodes)"):
         table.add_column(col)

@@ -99,7 +99,6 @@ def provenance(generate_dir: Path | None) -> dict[str, Any]:
 def render_card(out: Path, cfg, generate_dir: Path | None, report: dict[str, Any]) -> str:
     import jinja2
 
-
     kept = report["counts"]["kept"]
     teachers = list(report["kept_by"]["teacher"])
     filters = [

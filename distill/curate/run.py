@@ -157,10 +157,8 @@ def input_columns(path: Path) -> list[str]:
     """Column names of a trace file (validated: the required ones present, with the right types)."""
     import pyarrow as pa
 
-
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
-
 
         try:
             schema = pq.read_schema(path)
@@ -329,7 +327,6 @@ SMALL_COLUMNS = ["id", "prompt_id", "num_tokens", "completion_key", "teacher", "
 def select(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> Selection:
     """Apply the set filters, in the configured order, over the staged survivors of every unit."""
     import numpy as np
-
 
     table = worker.read_staged(out / WORK, plan["units"], SMALL_COLUMNS)
     sizes = table.pop("_sizes")

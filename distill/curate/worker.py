@@ -401,7 +401,6 @@ def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, adva
     one empty shard, so that it loads); returns the num_tokens of the rows written."""
     import numpy as np
 
-
     out_dir.mkdir(parents=True)
     pending: list[pa.Table] = []
     index, lengths = 0, []

@@ -233,7 +233,6 @@ def example_tokens(cfg: DemoConfig) -> int:
 def run_sft(output_dir: Path, cfg: DemoConfig, init: Path, dataset: Path) -> Path:
     import yaml
 
-
     recipe = sft_recipe(output_dir, cfg, init, dataset)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RECIPE).write_text(

@@ -141,7 +141,6 @@ def _open_hf(spec: LMSpec):
 def _open_vllm(spec: LMSpec):
     import importlib.util
 
-
     require_vllm()
     if spec.data_parallel > 1 and importlib.util.find_spec("ray") is None:
         raise DistillError("--data-parallel > 1 runs vLLM replicas through Ray: pip install ray")

@@ -125,7 +125,6 @@ def resolve_tasks(cfg: EvalConfig, prompting: Prompting | None = None):
     """Short names -> lm-eval tasks found under eval/ (and --task-dirs): `aime` is the tag distill_aime."""
     from lm_eval.tasks import TaskManager
 
-
     dirs = [EVAL_DIR, *map(Path, cfg.task_dirs)]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
@@ -358,7 +357,6 @@ def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: P
              prompting: Prompting) -> dict[str, Any]:
     """Generate k samples per problem through lm-eval, then write samples/<task>.jsonl and the metrics."""
     import lm_eval
-
 
     _quiet_git_probe()
     k = task.config.repeats

@@ -142,7 +142,6 @@ def trace_schema(prompts):
     carried through untouched."""
     import pyarrow as pa
 
-
     code = [f for f in CODE if f.name in prompts.column_names]
     extra = [prompts.schema.field(n) for n in prompts.column_names if n not in TRACE.names and n not in CODE.names]
     return pa.schema(list(TRACE) + code + extra)
@@ -160,7 +159,6 @@ def run_teacher(backend, sampling, teacher, prompts, todo, writer, stop=None) ->
     """Send every pending (prompt, sample) to the backend and journal each finished row as it arrives. After a
     stop request (SIGTERM) nothing more is sent; what is in flight may finish until the grace is spent."""
     import time
-
 
     backend_name = backend.name
     rows = prompts.to_pylist()

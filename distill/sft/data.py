@@ -115,7 +115,6 @@ def local_files(path: Path) -> list[Path]:
     """The SFT shards of a curate output dir (or a parquet file), schema-checked."""
     import pyarrow.parquet as pq
 
-
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest and manifest.get("stage") == "generate":
         raise DistillError(f"'{path}' holds teacher traces (generate output); run `distill curate {path} --out DIR` "
@@ -221,7 +220,6 @@ def tokenize(ds: Any, tokenizer: Any, eos_id: int, cache_file: Path, num_proc: i
     import os
 
     from datasets import Features, Sequence, Value
-
 
     if num_proc is None and len(ds) >= 20_000:
         num_proc = max(1, min(32, (os.cpu_count() or 2) // 2))

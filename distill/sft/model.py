@@ -23,7 +23,6 @@ from distill.sft.trainer import DistillSFTTrainer, SelectiveCheckpointing
 def load_tokenizer(spec: Any) -> tuple[Any, int]:
     from transformers import AutoTokenizer
 
-
     source = local_model(spec.tokenizer or spec.name)  # a .gguf file: tokenizer and template from the file
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=spec.trust_remote_code)
@@ -66,7 +65,6 @@ def load_model(spec: Any, args: dict[str, Any], tokenizer: Any | None = None, eo
     import torch
     from transformers import AutoModelForCausalLM
 
-
     attn = register() if spec.attn_implementation == "auto" else spec.attn_implementation
     dtype = getattr(torch, spec.dtype) if spec.dtype != "auto" else (
         torch.bfloat16 if torch.cuda.is_available() and not args.get("use_cpu") else torch.float32)
@@ -100,7 +98,6 @@ def single_thread_if_tiny(model: Any) -> None:
 
     import torch
 
-
     if "OMP_NUM_THREADS" not in os.environ and sum(p.numel() for p in model.parameters()) < 20_000_000:
         torch.set_num_threads(1)
         get_logger().info("tiny model on CPU: training on 1 thread (set OMP_NUM_THREADS to choose)")
@@ -126,7 +123,6 @@ def model_shape_from_config(spec: Any) -> Any:
     """The model's shape from its config on a meta device (no weights), or None when the config is unreachable."""
     import torch
     from transformers import AutoModelForCausalLM
-
 
     try:
         config = load_model_config(spec)

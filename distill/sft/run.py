@@ -142,7 +142,6 @@ def adapt_to_device(args: dict[str, Any]) -> None:
 
     import torch
 
-
     off = []
     if not torch.cuda.is_available():
         for key in ("bf16", "fp16", "use_liger_kernel", "torch_compile", "tf32"):
@@ -179,7 +178,6 @@ def check_memory(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, 
     """Warn before loading anything large when the run will not fit, naming the changes that make it fit."""
     import torch
 
-
     if not torch.cuda.is_available() and not recipe.launch.gpu_memory_gb:
         get_logger().info("no GPU here: memory estimate skipped (set launch.gpu_memory_gb to size a GPU run)")
         return
@@ -203,7 +201,6 @@ def check_memory(recipe: SFTRecipe, args: dict[str, Any], accelerate: dict[str, 
 def load_data(recipe: SFTRecipe, tokenizer: Any, eos_id: int, args: dict[str, Any], out: Path) -> Any:
     """Tokenize on the main process first, so the other ranks read its cache instead of redoing the work."""
     from accelerate import PartialState
-
 
     with PartialState().main_process_first():
         return build_datasets(recipe.datasets, tokenizer, eos_id, args.get("max_length"), out / ".cache",
