@@ -10,7 +10,7 @@ canonical solution with its result perturbed, a stdio solution off by one), one 
 block (4%), or one that loops forever (1%, stopped at the per-test limit). Each program carries its trace id in a
 comment, so no two are the same and the sandbox's de-duplication of identical programs plays no part.
 
-- ours: `distill.code_grader.grade_programs` (extract the code after `</think>`, build the test program, run it
+- ours: `distill.grading.programs.grade_programs` (extract the code after `</think>`, build the test program, run it
   under bubblewrap with all its tests in one sandbox, one sandbox per core at a time).
 - baseline: what a first script does: for each trace and each of its tests, `subprocess.run([python, file])`
   with the test's input and a timeout, one after another, no sandbox at all.
@@ -63,7 +63,7 @@ def humaneval() -> list[dict]:
 
 def make_traces(n: int, seed: int = 0) -> list[dict]:
     """n traces: {"completion", "tests" (CodeTests), "prompt", "expect_pass"}."""
-    from distill.code_grader import parse_tests
+    from distill.grading.programs import parse_tests
 
     rng = random.Random(seed)
     problems = humaneval()
@@ -91,8 +91,8 @@ def make_traces(n: int, seed: int = 0) -> list[dict]:
 
 
 def run_ours(traces: list[dict], workers: int | None) -> list[bool]:
-    from distill.code_grader import extract_code, grade_programs
-    from distill.sandbox import Limits
+    from distill.grading.programs import extract_code, grade_programs
+    from distill.grading.sandbox import Limits
 
     codes = [extract_code(t["completion"]) for t in traces]
     todo = [i for i, c in enumerate(codes) if c is not None]
@@ -107,8 +107,8 @@ def run_ours(traces: list[dict], workers: int | None) -> list[bool]:
 def run_baseline(traces: list[dict]) -> list[bool]:
     """One plain subprocess per test, sequentially, no sandbox: the program file, then stdin per case. It uses
     the interpreter the sandbox runs (with -I, as the sandbox does), so the two differ only in how they run."""
-    from distill.code_grader import build_program, extract_code
-    from distill.sandbox import check_sandbox
+    from distill.grading.programs import build_program, extract_code
+    from distill.grading.sandbox import check_sandbox
 
     python = check_sandbox()
 

@@ -140,8 +140,8 @@ def synthesize(n: int, out: Path, seed: int = 0) -> list[dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from distill.io import write_manifest
-    from distill.schema import TRACE
+    from distill.core.manifest import write_manifest
+    from distill.core.schema import TRACE
 
     rng = random.Random(seed)
     table = read_table()
@@ -165,8 +165,9 @@ def synthesize(n: int, out: Path, seed: int = 0) -> list[dict]:
 
 
 def run_ours(gen: Path, out: Path, eval_data_dir: str | None, num_proc: int | None) -> float:
-    from distill.config import load_config
-    from distill.curate import CurateConfig, curate
+    from distill.core.config import load_config
+    from distill.curate import curate
+    from distill.curate.config import CurateConfig
 
     cfg = load_config(CurateConfig, REPO / "recipes" / "curate" / "r1_math.yaml",
                       values={"src": str(gen), "out": str(out), "eval_data_dir": eval_data_dir, "num_proc": num_proc})
@@ -213,7 +214,7 @@ def explain(row: dict, ours, their_answer: str | None, table: dict) -> tuple[str
 
 def compare(rows, verdicts, answers) -> list[tuple[str, str]]:
     """(cause, line) for every row where our verdict and the baseline's differ."""
-    from distill.answers import grade_many
+    from distill.grading.answers import grade_many
 
     table = read_table()
     graded = [r for r in rows if r["answer"] is not None]

@@ -10,7 +10,7 @@ in. Per problem a difficulty is drawn; a sample is then correct (the reference v
 rewrite: \\dfrac, spacing, decimals, `x = `), wrong (one of a few wrong answers the problem attracts), cut off
 at the token limit (no `</think>`), or unboxed.
 
-- ours: `distill.scoring.score_problem` on each problem's k responses, as the tasks' process_results calls it
+- ours: `distill.eval.metrics.score_problem` on each problem's k responses, as the tasks' process_results calls it
   (answer after `</think>`, one grader call per distinct answer, cons@k), then the task summary.
 - baseline: lm-eval minerva_math500's `math_verify` metric, per response `verify(parse(solution),
   parse(response))` as its process_results does. (Its other half, exact_match, needs sympy's LaTeX parser
@@ -128,7 +128,7 @@ def synthesize(problems: list[dict], k: int, paragraphs: list[str], seed: int) -
 
 def score_ours(batches) -> tuple[float, list[bool]]:
     """The tasks' path: the grade_all filter over the whole task, then process_results per problem."""
-    from distill.scoring import prefetch, score_problem, summarize
+    from distill.eval.metrics import prefetch, score_problem, summarize
 
     start = time.perf_counter()
     prefetch([(responses, problem["answer"]) for problem, responses in batches])
@@ -172,7 +172,7 @@ def main() -> None:
           f"tokens, {chars / 1e6:,.0f} MB, in {time.perf_counter() - t0:.1f} s", flush=True)
 
     ours_s, ours = score_ours(batches)
-    print(f"ours (distill.scoring, process_results path): {ours_s:.1f} s, {n / ours_s:,.0f} responses/s, "
+    print(f"ours (distill.eval.metrics, process_results path): {ours_s:.1f} s, {n / ours_s:,.0f} responses/s, "
           f"pass@1 {sum(ours) / n:.3f}", flush=True)
     baseline_s, base = score_baseline(batches)
     print(f"baseline (lm-eval minerva_math500 math_verify): {baseline_s:.1f} s, {n / baseline_s:,.0f} responses/s, "

@@ -30,8 +30,9 @@ def write_prompts(path: Path, n: int) -> Path:
 
 
 def run_ours(url: str, prompts: Path, out: Path, concurrency: int) -> float:
-    from distill.generate import GenerateConfig, generate
-    from distill.io import read_shards
+    from distill.core.shards import read_shards
+    from distill.generate import generate
+    from distill.generate.config import GenerateConfig
 
     cfg = GenerateConfig(prompts=str(prompts), out=str(out), backend="openai", model="test-teacher", base_url=[url],
                          concurrency=concurrency, shard_rows=5000)

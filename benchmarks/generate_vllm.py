@@ -40,8 +40,8 @@ def bare(engine, prompts: Path, max_tokens: int) -> tuple[float, int]:
     """What a hand-written script does: render every prompt with the chat template, one generate call."""
     from vllm import SamplingParams
 
-    from distill.generate import sample_seed
-    from distill.teachers import R1_PROMPT_SUFFIX
+    from distill.core.teachers import R1_PROMPT_SUFFIX
+    from distill.generate.run import sample_seed
 
     start = time.perf_counter()
     tok = engine.get_tokenizer()
@@ -56,9 +56,10 @@ def bare(engine, prompts: Path, max_tokens: int) -> tuple[float, int]:
 
 def ours(engine, prompts: Path, out: Path, max_tokens: int, model: str) -> tuple[float, int]:
     """distill's generate stage, on the engine already started (its backend would otherwise start its own)."""
-    import distill.backends.vllm as vllm_backend
-    from distill.generate import GenerateConfig, generate
-    from distill.io import read_shards
+    from distill.core.shards import read_shards
+    from distill.generate import generate
+    from distill.generate.backends import vllm as vllm_backend
+    from distill.generate.config import GenerateConfig
 
     vllm_backend.VLLMBackend._make_engine = lambda self: engine  # share the one engine: time distill, not start-up
     cfg = GenerateConfig(prompts=str(prompts), out=str(out), backend="vllm", model=model, max_tokens=max_tokens,
@@ -80,7 +81,7 @@ def main() -> None:
     os.environ.setdefault("DISTILL_PROGRESS", "0")
     from vllm import LLM
 
-    from distill.vllm_engine import engine_kwargs
+    from distill.core.vllm_args import engine_kwargs
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 
 def real_agreement(data_dir: Path) -> dict:
-    from distill.answers import equivalent_many, grade_many, normalize_tags
+    from distill.grading.answers import equivalent_many, grade_many, normalize_tags
 
     rows = [json.loads(line) for line in (data_dir / "real_traces" / "skythought_math_traces.jsonl").open()]
     verdicts = grade_many([normalize_tags(r["completion"]) for r in rows], [r["reference_answer"] for r in rows])
@@ -137,7 +137,7 @@ def corpus(data_dir: Path) -> list[tuple[str, str, str, bool]]:
 
 
 def ours(pairs: list[tuple[str, str, str, bool]]) -> tuple[float, list[bool]]:
-    from distill.answers import grade_many
+    from distill.grading.answers import grade_many
 
     start = time.perf_counter()
     verdicts = grade_many([f"<think>\n...\n</think>\n\n{text}" for _, text, _, _ in pairs], [g for _, _, g, _ in pairs])

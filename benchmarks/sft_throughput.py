@@ -116,7 +116,7 @@ def logit_error(model, batch: dict) -> float:
     chunks of positions so a 32K x 152K-vocabulary row never materialises."""
     import torch
 
-    from distill.trainer import document_lengths
+    from distill.sft.trainer import document_lengths
 
     model.eval()
     inputs = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in batch.items() if k != "labels"}
@@ -182,17 +182,8 @@ def sync() -> None:
 
 
 def build_ours(a: argparse.Namespace, ds, tok, out: str):
-    from distill.sft import (
-        SFT_DEFAULTS,
-        DatasetSpec,
-        LoraSpec,
-        ModelSpec,
-        SFTRecipe,
-        adapt_to_device,
-        build_trainer,
-        load_model,
-        sft_config,
-    )
+    from distill.sft.recipe import SFT_DEFAULTS, DatasetSpec, LoraSpec, ModelSpec, SFTRecipe
+    from distill.sft.run import adapt_to_device, build_trainer, load_model, sft_config
 
     model_type, dims = ARCHS[a.arch]
     spec = ModelSpec(name=model_type, init="from_config", config={**dims, "max_position_embeddings": max(32768, a.max_length)},
@@ -217,7 +208,7 @@ def build_trl(a: argparse.Namespace, variant: str, ds, tok, out: str):
     from transformers import AutoConfig, AutoModelForCausalLM
     from trl import SFTConfig
 
-    from distill.trainer import DistillSFTTrainer
+    from distill.sft.trainer import DistillSFTTrainer
 
     model_type, dims = ARCHS[a.arch]
     config = AutoConfig.for_model(model_type, max_position_embeddings=max(32768, a.max_length), **dims)

@@ -3,23 +3,25 @@
     from distill import generate, GenerateConfig
     out_dir = generate(GenerateConfig(teacher="deepseek-r1", prompts="prompts.jsonl", out="runs/gen"))
 
-Every stage is an importable function `stage(config) -> Path` with the CLI's names. Stage modules import
-torch, transformers, lm_eval... inside their functions, so `import distill` (and `distill --help`) stays light.
+Every stage is an importable function `stage(config) -> Path` with the CLI's names, defined in its package
+(distill/<stage>/__init__.py), which imports the stage's run.py (torch, transformers, lm_eval...) only when called,
+so `import distill` (and `distill --help`) stays light.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from distill._version import __version__
 
-# The stage functions are bound here eagerly, after their modules: a submodule import binds the *module* to the
-# package attribute of the same name (distill.curate), and `from distill import curate` must give the function.
-from distill.curate import CurateConfig, curate  # noqa: E402
-from distill.demo import DemoConfig, demo  # noqa: E402
-from distill.errors import DistillError  # noqa: E402
-from distill.evaluate import EvalConfig, evaluate  # noqa: E402
-from distill.generate import GenerateConfig, generate  # noqa: E402
-from distill.plan import PlanConfig, plan  # noqa: E402
-from distill.sft import SFTRecipe, load_recipe, sft  # noqa: E402
+# Each stage package binds its function over its own name here (`distill.curate` is the function, as before the
+# packages): the package's __init__ holds only the config import and the stage function, so this loads no stage.
+# Import a stage's modules as `from distill.<stage>.<module> import name`, never `import distill.<stage>.<module>`.
+from distill.core.errors import DistillError
+from distill.curate import CurateConfig, curate
+from distill.demo import DemoConfig, demo
+from distill.eval import EvalConfig, evaluate
+from distill.generate import GenerateConfig, generate
+from distill.plan import PlanConfig, plan
+from distill.sft import SFTRecipe, load_recipe, sft
 
 __all__ = [
     "__version__", "DistillError",

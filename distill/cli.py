@@ -14,8 +14,24 @@ import sys
 
 import typer
 
-from distill.config import help_for
-from distill.generate import GenerateConfig
+from distill._version import __version__
+from distill.core.config import help_for, load_config
+from distill.core.errors import DistillError, Interrupted
+from distill.core.log import filter_library_log, hide_library_bars, is_main_process, set_json_log
+from distill.core.teachers import TEACHERS
+from distill.curate import curate as run_curate
+from distill.curate.config import CurateConfig
+from distill.demo import demo as run_demo
+from distill.demo.config import DemoConfig
+from distill.eval import evaluate as run_eval
+from distill.eval.config import EvalConfig
+from distill.generate import generate as run_generate
+from distill.generate.config import GenerateConfig
+from distill.plan import plan as run_plan
+from distill.plan.config import PlanConfig
+from distill.plan.report import print_plan
+from distill.sft import sft
+from distill.sft.recipe import load_recipe
 
 app = typer.Typer(
     name="distill",
@@ -29,8 +45,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from distill import __version__
-
         print(f"distill {__version__}")
         raise typer.Exit()
 
@@ -49,8 +63,6 @@ LOG_JSON_HELP = "Also write the progress and the summary as JSON lines to this f
 
 
 def _log_json(path: str | None) -> None:
-    from distill.log import set_json_log
-
     set_json_log(path)
 
 
@@ -106,15 +118,12 @@ def generate(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Generate teacher traces for a prompt set (resumable: re-run the same command after a crash)."""
-    from distill.config import load_config
-    from distill.generate import generate as run
-
     _log_json(log_json)
     values = {k: v for k, v in locals().items() if k not in ("config", "set_", "run", "load_config", "log_json")}
     values["force"] = force or None
     values["trust_remote_code"] = trust_remote_code or None
     values["base_url"] = base_url or None
-    run(load_config(GenerateConfig, config, set_ or [], values))
+    run_generate(load_config(GenerateConfig, config, set_ or [], values))
 
 
 @app.command()
@@ -122,8 +131,6 @@ def teachers() -> None:
     """List the teacher registry: model, sampling defaults and serving hints."""
     from rich.console import Console
     from rich.table import Table
-
-    from distill.teachers import TEACHERS
 
     table = Table(title="teachers (distill generate --teacher NAME)", title_justify="left")
     for col in ("name", "model", "reasoning", "T / top-p", "max tokens", "serving (GPU: TPxPP, nodes)"):
@@ -138,8 +145,6 @@ def teachers() -> None:
 
 
 def _cur(name: str) -> str:
-    from distill.curate import CurateConfig
-
     return help_for(CurateConfig, name)
 
 
@@ -166,17 +171,13 @@ def curate(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Filter teacher traces into an SFT dataset: verify answers, filter, dedup, decontaminate (resumable)."""
-    from distill.config import load_config
-    from distill.curate import CurateConfig
-    from distill.curate import curate as run
-
     _log_json(log_json)
     values = {"src": src, "out": out, "eval_data_dir": eval_data_dir, "tokenizer": tokenizer, "num_proc": num_proc,
               "dataset_name": dataset_name, "force": force or None, "input_format": input_format,
               "problem_field": problem_field, "completion_field": completion_field, "answer_field": answer_field,
               "id_field": id_field, "source_field": source_field, "split": split, "subset": subset,
               "allow_incomplete": allow_incomplete or None}
-    run(load_config(CurateConfig, config, set_ or [], values))
+    run_curate(load_config(CurateConfig, config, set_ or [], values))
 
 
 @app.command(name="sft")
@@ -188,16 +189,12 @@ def sft_command(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Fine-tune a student on curated traces; resumes from the last checkpoint when re-run."""
-    from distill.sft import load_recipe, sft
-
     _log_json(log_json)
     overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
     sft(load_recipe(recipe, overrides))
 
 
 def _ev(name: str) -> str:
-    from distill.evaluate import EvalConfig
-
     return help_for(EvalConfig, name)
 
 
@@ -237,22 +234,16 @@ def evaluate(
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
     """Evaluate a model on AIME / MATH-500 under the R1 protocol and report it beside the published numbers."""
-    from distill.config import load_config
-    from distill.evaluate import EvalConfig
-    from distill.evaluate import evaluate as run
-
     _log_json(log_json)
     values = {k: v for k, v in locals().items()
               if k not in ("config", "set_", "run", "load_config", "EvalConfig", "log_json")}
     values["force"] = force or None
     values["trust_remote_code"] = trust_remote_code or None
     values["tasks"] = tasks.split(",") if tasks else None
-    run(load_config(EvalConfig, config, set_ or [], values))
+    run_eval(load_config(EvalConfig, config, set_ or [], values))
 
 
 def _demo(name: str) -> str:
-    from distill.demo import DemoConfig
-
     return help_for(DemoConfig, name)
 
 
@@ -272,10 +263,6 @@ def demo(
     """Run generate -> curate -> sft -> eval offline on a built-in task: traces vs answers-only vs untrained."""
     import os
 
-    from distill.config import load_config
-    from distill.demo import DemoConfig
-    from distill.demo import demo as run
-
     # Before torch starts OpenMP: idle threads sleep instead of spinning, which keeps a busy shared CPU
     # (other jobs, CI neighbours) from slowing every tiny matrix product several-fold.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -283,12 +270,10 @@ def demo(
     values = {k: v for k, v in locals().items()
               if k not in ("set_", "run", "load_config", "DemoConfig", "os", "log_json")}
     values.update(quick=quick or None, force=force or None)
-    run(load_config(DemoConfig, None, set_ or [], values))
+    run_demo(load_config(DemoConfig, None, set_ or [], values))
 
 
 def _plan(name: str) -> str:
-    from distill.plan import PlanConfig
-
     return help_for(PlanConfig, name)
 
 
@@ -314,16 +299,11 @@ def plan(
     the student fits, every assumption with its source, and the commands to launch it. Writes nothing."""
     import json
 
-    from distill.config import load_config
-    from distill.plan import PlanConfig
-    from distill.plan import plan as run
-    from distill.plan_report import print_plan
-
     values = {"teacher": teacher, "prompts": prompts, "samples": samples, "student": student, "gpu": gpu,
               "nodes": nodes, "gpus_per_node": gpus_per_node, "price_per_gpu_hour": price_per_gpu_hour,
               "from_dir": from_dir, "tasks": tasks.split(",") if tasks else None, "eval_samples": eval_samples,
               "recipe_overrides": recipe_set or None}
-    result = run(load_config(PlanConfig, None, set_ or [], values))
+    result = run_plan(load_config(PlanConfig, None, set_ or [], values))
     if json_out:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -349,9 +329,6 @@ class _HubRetryNotices:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning DistillError into one line on stderr and exit status 2."""
-    from distill.errors import DistillError, Interrupted
-    from distill.log import filter_library_log, hide_library_bars, is_main_process
-
     hide_library_bars()  # before torch, transformers, datasets are imported
     for name in ("huggingface_hub.utils._http", "huggingface_hub.hf_api"):
         filter_library_log(name, _HubRetryNotices)

@@ -49,8 +49,8 @@ def unavailable(component: str, reason: str, module_level: bool = False) -> None
 
 def sandbox_problem() -> str | None:
     """Why programs cannot run in the bubblewrap sandbox here (no bwrap, no user namespaces), or None."""
-    from distill.errors import DistillError
-    from distill.sandbox import check_sandbox
+    from distill.core.errors import DistillError
+    from distill.grading.sandbox import check_sandbox
 
     if shutil.which("bwrap") is None:
         return "bubblewrap is not installed (setup.sh --dev installs it)"
@@ -161,7 +161,7 @@ def smollm2_gguf() -> Path:
 @pytest.fixture(scope="session")
 def smollm2(smollm2_gguf) -> Path:
     """The GGUF file converted once for this session: a transformers directory (LlamaForCausalLM, 134.5M)."""
-    from distill.model_source import local_model
+    from distill.core.model_source import local_model
 
     return Path(local_model(str(smollm2_gguf)))
 
@@ -285,7 +285,7 @@ def finished_ids(out: Path) -> set[str]:
     """Ids a generate OUT holds: committed shards plus the complete lines of its crash journal."""
     import json
 
-    from distill.io import read_shards
+    from distill.core.shards import read_shards
 
     shards = read_shards(out / "traces", columns=["id"])
     ids = set(shards.column("id").to_pylist()) if shards.num_rows else set()

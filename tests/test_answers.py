@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from distill import answers
-from distill.answers import (
+from distill.grading import answers
+from distill.grading.answers import (
     Verdict,
     equivalent_many,
     extract_answer,

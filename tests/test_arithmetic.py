@@ -10,11 +10,11 @@ from itertools import pairwise
 import pytest
 from conftest import run_cli
 
-from distill.backends import BackendOptions, Request, open_backend
-from distill.backends.arithmetic import DEFAULT_FLAW_RATE, FLAWS, LOOP_SENTENCE, parse_flaw_rates
-from distill.errors import DistillError
+from distill.core.errors import DistillError
+from distill.core.teachers import R1_PROMPT_SUFFIX
+from distill.generate.backends import BackendOptions, Request, open_backend
+from distill.generate.backends.arithmetic import DEFAULT_FLAW_RATE, FLAWS, LOOP_SENTENCE, parse_flaw_rates
 from distill.tasks.arithmetic import SumTask, parse_problem, solve, split_of
-from distill.teachers import R1_PROMPT_SUFFIX
 
 BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
@@ -153,7 +153,7 @@ def test_teacher_stops_at_max_tokens_and_refuses_other_problems():
 
 
 def test_generate_with_the_arithmetic_teacher_writes_the_traces(tmp_path):
-    from distill.io import read_shards
+    from distill.core.shards import read_shards
 
     rows = SumTask().prompts("train", 300)
     prompts = tmp_path / "prompts.jsonl"

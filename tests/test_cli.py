@@ -42,7 +42,7 @@ def test_generate_reads_a_yaml_config_and_options_win(tmp_path, parrot_model):
                       "num_samples: 3\n")
     res = run_cli("generate", "--config", config, "--out", tmp_path / "gen", "-k", "2", "--set", "max_tokens=64")
     assert res.returncode == 0, res.stderr
-    from distill.io import read_manifest
+    from distill.core.manifest import read_manifest
 
     cfg = read_manifest(tmp_path / "gen")["config"]
     assert (cfg["num_samples"], cfg["max_tokens"], cfg["backend"]) == (2, 64, "transformers")
@@ -71,7 +71,7 @@ def test_hub_retry_notices_are_folded_into_one_line(caplog):
 
 
 def test_version():
-    from distill import __version__
+    from distill._version import __version__
 
     res = run_cli("--version")
     assert res.returncode == 0 and res.stdout.strip() == f"distill {__version__}"

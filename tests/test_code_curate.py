@@ -13,8 +13,8 @@ from conftest import run_cli
 from test_curate import outcome, write_jsonl
 from test_sandbox import MUTATE, humaneval_problems, needs_bwrap
 
-from distill.io import read_shards
-from distill.teachers import CODE_PROMPT_SUFFIX, R1_PROMPT_SUFFIX
+from distill.core.shards import read_shards
+from distill.core.teachers import CODE_PROMPT_SUFFIX, R1_PROMPT_SUFFIX
 
 ASSETS = Path(__file__).parent / "assets"
 A_PLUS_B = json.dumps({"inputs": ["1 2\n", "40 2\n"], "outputs": ["3\n", "42\n"]})
@@ -144,8 +144,8 @@ def test_prompts_with_tests_in_another_language_are_refused(tmp_path):
 
 
 def test_public_code_set_shapes_load_as_a_field_mapping(tmp_path):
-    from distill.code_grader import parse_tests
-    from distill.prompts import load_prompts
+    from distill.generate.prompts import load_prompts
+    from distill.grading.programs import parse_tests
 
     rows = [  # MBPP (test_list), APPS (input_output as JSON text), CodeContests (a dict), and a math row
         {"id": "mbpp-1", "text": "Write add(a, b).", "test_list": ["assert add(1, 2) == 3"]},

@@ -10,9 +10,9 @@ import pytest
 from conftest import run_cli
 from test_sandbox import MUTATE, needs_bwrap
 
-from distill.code_tasks import doc_to_text, grade_all, process_results, score_problem
-from distill.scoring import pass_at_k
-from distill.teachers import CODE_PROMPT_SUFFIX
+from distill.core.teachers import CODE_PROMPT_SUFFIX
+from distill.eval.code_hooks import doc_to_text, grade_all, process_results, score_problem
+from distill.eval.metrics import pass_at_k
 
 REPO = Path(__file__).parent.parent
 

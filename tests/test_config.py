@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from distill.config import load_config, option, parse_override, to_dict
-from distill.errors import DistillError
+from distill.core.config import load_config, option, parse_override, to_dict
+from distill.core.errors import DistillError
 
 
 @dataclass

@@ -82,7 +82,7 @@ def test_the_report_accounts_for_every_row(curated):
 def test_output_loads_with_datasets_in_the_sft_schema(curated):
     import datasets
 
-    from distill.schema import SFT_EXAMPLE
+    from distill.core.schema import SFT_EXAMPLE
 
     rows, _, out = curated
     ds = datasets.load_dataset(str(out), split="train")
@@ -171,8 +171,9 @@ def test_generate_dir_provenance_lineage_and_tokenizer(tmp_path, shared_data):
     --tokenizer counts num_tokens with the student's tokenizer."""
     from transformers import AutoTokenizer
 
-    from distill.io import ShardWriter, manifest_sha256, write_manifest
-    from distill.schema import TRACE
+    from distill.core.manifest import manifest_sha256, write_manifest
+    from distill.core.schema import TRACE
+    from distill.core.shards import ShardWriter
 
     gen = tmp_path / "gen"
     rows = [{k: v for k, v in r.items() if k in TRACE.names} for r in tiny_rows(shared_data)]

@@ -14,7 +14,8 @@ import pytest
 from conftest import REPO, env_without_command, run_cli
 from test_arithmetic import classify
 
-from distill.io import find_stage, manifest_sha256, read_parquet, read_shards
+from distill.core.manifest import find_stage, manifest_sha256
+from distill.core.shards import read_parquet, read_shards
 
 # child stage dir -> the dir its manifest must name as its input
 LINKS = {

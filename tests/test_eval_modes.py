@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from distill.io import iter_jsonl, read_manifest, write_manifest
+from distill.core.manifest import read_manifest, write_manifest
+from distill.core.readers import iter_jsonl
 
 QWEN_DEFAULT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 # The system-turn logic of Qwen2.5-Instruct's template (tools left out): its default when no system message is given.
@@ -82,7 +83,7 @@ def instruct_eval(tmp_path_factory, tiny_model, shared_data):
 
 
 def test_the_default_system_turn_is_found_by_rendering_with_and_without_one(tiny_model):
-    from distill.rendering import PromptRenderer, default_system, knows_think
+    from distill.core.chat_template import PromptRenderer, default_system, knows_think
 
     tok = _tokenizer(tiny_model)
     assert default_system(tok) is None  # ChatML without a default
@@ -123,8 +124,8 @@ def test_the_default_system_turn_is_found_by_rendering_with_and_without_one(tiny
 
 
 def test_reasoning_off_reads_the_last_box_of_the_whole_response_and_truncates_at_the_budget():
-    from distill.eval_tasks import process_results
-    from distill.scoring import score_problem, with_lengths
+    from distill.eval.math_hooks import process_results
+    from distill.eval.metrics import score_problem, with_lengths
 
     responses = ("First \\boxed{4}, no: the answer is \\boxed{5}.", "I think... \\boxed{5}", "<think>\\boxed{5}")
     on = score_problem(responses, "5")
@@ -138,8 +139,8 @@ def test_reasoning_off_reads_the_last_box_of_the_whole_response_and_truncates_at
 
 
 def test_auto_reads_the_sft_manifest(tmp_path, tiny_model):
-    from distill.eval_prompting import reasoning_mode
-    from distill.evaluate import EvalConfig
+    from distill.eval.config import EvalConfig
+    from distill.eval.prompting import reasoning_mode
 
     model = make_instruct_model(tiny_model, tmp_path / "student")
     tok = _tokenizer(model)
@@ -167,7 +168,7 @@ def test_auto_reads_the_sft_manifest(tmp_path, tiny_model):
 
 def test_a_non_reasoning_model_is_evaluated_without_think_and_its_system_prompt_is_on_record(instruct_eval,
                                                                                               shared_data):
-    from distill.eval_tasks import doc_to_text
+    from distill.eval.math_hooks import doc_to_text
 
     model, out, stderr = instruct_eval
     assert stderr.count(NOTICE) == 1 and QWEN_DEFAULT in stderr  # said once, for two tasks

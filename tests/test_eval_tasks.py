@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.eval_tasks import add_think_prefill, doc_to_text, process_docs, process_results, protocol_config
-from distill.scoring import pass_at_k, pass_at_k_ladder, score_problem, summarize
+from distill.eval.math_hooks import add_think_prefill, doc_to_text, process_docs, process_results, protocol_config
+from distill.eval.metrics import pass_at_k, pass_at_k_ladder, score_problem, summarize
 
 REPO = Path(__file__).parent.parent
 EVAL = REPO / "eval"
@@ -57,8 +57,8 @@ def test_tasks_follow_the_r1_protocol(manager, tasks):
 def test_prompt_is_the_sft_user_turn_with_chat_template_and_think_prefill(tasks):
     from transformers import AutoTokenizer
 
-    from distill.prompts import user_prompt
-    from distill.teachers import R1_PROMPT_SUFFIX
+    from distill.core.protocol import user_prompt
+    from distill.core.teachers import R1_PROMPT_SUFFIX
 
     tok = AutoTokenizer.from_pretrained(REPO / "tests" / "assets" / "tiny_tokenizer")
     task = tasks["distill_aime24"]

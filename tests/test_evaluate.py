@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from distill.io import iter_jsonl, read_manifest, write_manifest
+from distill.core.manifest import read_manifest, write_manifest
+from distill.core.readers import iter_jsonl
 
 STAGES = ("aime24", "aime25", "math500")
 
@@ -204,7 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_model, shared_data):
-    from distill.evaluate import EvalConfig, evaluate
+    from distill.eval import evaluate
+    from distill.eval.config import EvalConfig
 
     problems = list(iter_jsonl(shared_data / "aime25.jsonl"))[:3]
     server = _ScriptedServer({p["problem"].strip(): p["answer"] for p in problems})
@@ -240,9 +242,10 @@ def test_openai_backend_draws_every_sample_with_its_own_seed(tmp_path, tiny_mode
 
 
 def test_published_rows_are_matched_by_lineage_by_name_or_by_the_model(tmp_path):
-    from distill.errors import DistillError
-    from distill.evaluate import EVAL_DIR, model_manifest_dir
-    from distill.report import load_published, match_published
+    from distill.core.errors import DistillError
+    from distill.eval.report import load_published, match_published
+    from distill.eval.results import model_manifest_dir
+    from distill.eval.run import EVAL_DIR
 
     published = load_published(EVAL_DIR / "published.yaml")
     distill_rows = [r for r in published["models"] if r["name"].startswith("DeepSeek-R1-Distill")]
@@ -271,8 +274,9 @@ def test_published_rows_are_matched_by_lineage_by_name_or_by_the_model(tmp_path)
 
 
 def test_an_out_dir_holds_one_model(tmp_path):
-    from distill.errors import DistillError
-    from distill.evaluate import EvalConfig, TaskRef, plan
+    from distill.core.errors import DistillError
+    from distill.eval.config import EvalConfig
+    from distill.eval.run import TaskRef, plan
 
     ref = TaskRef("math500", "distill_math500", {"repeats": 4, "metadata": {"version": 1.0}})
     results = {"tasks": {"aime24": {"fingerprint": {"model": "model-a"}}}}

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from distill import curate_worker as worker
-from distill.answers import normalize_tags
-from distill.curate import CurateConfig
-from distill.dedup import NgramIndex, load_eval_sets, near_duplicate_prompts, over_cap, prompt_signature
-from distill.filters import (
+from distill.curate import worker
+from distill.curate.config import CurateConfig
+from distill.curate.decontaminate import NgramIndex, load_eval_sets
+from distill.curate.dedup import near_duplicate_prompts, over_cap, prompt_signature
+from distill.curate.filters import (
     FILTERS,
     Candidate,
     MixedLanguageParams,
@@ -21,6 +21,7 @@ from distill.filters import (
     mixed_language,
     repetition,
 )
+from distill.grading.answers import normalize_tags
 
 ASSETS = Path(__file__).parent / "assets"
 ROW_FILTERS = [name for name, f in FILTERS.items() if f.kind == "row" and f.check is not None]
@@ -78,7 +79,7 @@ def test_sky_t1_and_non_reasoning_rows_become_the_sft_form(tiny):
 
 def candidate(completion: str, user: str = "Compute it.") -> Candidate:
     completion = normalize_tags(completion)
-    from distill.answers import split_think
+    from distill.grading.answers import split_think
 
     reasoning, answer = split_think(completion)
     return Candidate(id="x/0", prompt_id="x", source=None, teacher="t", finish_reason="stop", problem=user,
@@ -183,7 +184,7 @@ def test_per_prompt_cap_is_deterministic_and_order_free():
     ],
 )
 def test_truncated_decides_from_the_text_when_the_finish_reason_is_unknown(tiny, completion, teacher, expected):
-    """Published sets rarely record why generation stopped (finish_reason `unknown`, distill/trace_formats.py):
+    """Published sets rarely record why generation stopped (finish_reason `unknown`, distill/curate/formats.py):
     the text decides, and the reason says that it did."""
     spec = worker.WorkerSpec.build(tiny[0])
     row = {"id": "p/0", "prompt_id": "p", "problem": "What is 2+3?", "completion": completion,

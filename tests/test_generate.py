@@ -9,9 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import TEACHER_REPLY, run_cli
 
-from distill.io import read_manifest, read_shards, shard_paths
-from distill.schema import TRACE, validate
-from distill.teachers import R1_PROMPT_SUFFIX
+from distill.core.manifest import read_manifest
+from distill.core.schema import TRACE, validate
+from distill.core.shards import read_shards
+from distill.core.stage_dirs import shard_paths
+from distill.core.teachers import R1_PROMPT_SUFFIX
 
 
 def write_prompts(path, n=5, **extra):

@@ -11,16 +11,10 @@ import textwrap
 import pyarrow as pa
 import pytest
 
-from distill.errors import DistillError
-from distill.io import (
-    DirLock,
-    ShardWriter,
-    find_stage,
-    read_manifest,
-    read_shards,
-    shard_paths,
-    write_manifest,
-)
+from distill.core.errors import DistillError
+from distill.core.manifest import DirLock, find_stage, read_manifest, write_manifest
+from distill.core.shards import ShardWriter, read_shards
+from distill.core.stage_dirs import shard_paths
 
 SCHEMA = pa.schema([("id", pa.string()), ("value", pa.int64())])
 
@@ -73,7 +67,7 @@ WRITER_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import pyarrow as pa
-    from distill.io import ShardWriter
+    from distill.core.shards import ShardWriter
     schema = pa.schema([("id", pa.string()), ("value", pa.int64())])
     w = ShardWriter(sys.argv[1], "traces", schema, shard_rows=7)
     for i in range(int(sys.argv[2])):
@@ -132,7 +126,7 @@ def test_missing_manifest_means_unknown_lineage_and_bad_one_is_an_error(tmp_path
 
 def test_dir_lock_refuses_a_second_writer(tmp_path):
     with DirLock(tmp_path, "distill generate"):
-        code = f"from distill.io import DirLock\nwith DirLock({str(tmp_path)!r}, 'x'): pass"
+        code = f"from distill.core.manifest import DirLock\nwith DirLock({str(tmp_path)!r}, 'x'): pass"
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert "is being written by" in res.stderr
     with DirLock(tmp_path, "distill generate"):  # released: taken again

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from distill.log import Progress, get_logger
+from distill.core.log import Progress, get_logger
 
 # tqdm's bar ("45%|####  | 9/20 [00:01<00:02, 5.1it/s]") and the bars this project used to let through
 BARS = re.compile(r"\d+%\||it/s\]|s/it\]|Loading weights|Writing model shards|Packing train dataset|"

@@ -15,9 +15,11 @@ import urllib.request
 import pytest
 from conftest import REPO, TEACHER_REPLY, finished_ids, free_port, run_cli
 
-from distill.backends import join_completion
-from distill.backends.openai import normalize_base_url
-from distill.io import read_manifest, read_shards, shard_paths
+from distill.core.manifest import read_manifest
+from distill.core.shards import read_shards
+from distill.core.stage_dirs import shard_paths
+from distill.generate.backends import join_completion
+from distill.generate.backends.openai import normalize_base_url
 
 STUB_COMPLETION = "<think>\nLet me add the numbers carefully. 2 + 3 = 5.\n</think>\n\nThe answer is $\\boxed{5}$."
 

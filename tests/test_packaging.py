@@ -31,7 +31,7 @@ def test_a_wheel_install_evaluates_with_the_task_folders_it_carries(tmp_path, ti
     # run from outside the checkout, importing the installed copy: eval finds its tasks inside the package
     env = {**os.environ, "PYTHONPATH": str(site), "DISTILL_EVAL_DIR": ""}
     probe = subprocess.run([sys.executable, "-c", "import importlib; print(importlib.import_module("
-                            "'distill.evaluate').EVAL_DIR)"], cwd=tmp_path, env=env, capture_output=True, text=True)
+                            "'distill.eval.run').EVAL_DIR)"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert probe.stdout.strip() == str(site / "distill" / "_eval"), probe.stderr[-2000:]
     out = tmp_path / "eval"
     proc = run_cli("eval", "--model", tiny_model, "--tasks", "math500", "--backend", "hf", "--limit", "2",

@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, TEACHER_REPLY, run_cli
 
-from distill.io import read_manifest, read_shards, shard_paths
-from distill.parts import Part, parse_part, part_of
+from distill.core.manifest import read_manifest
+from distill.core.shards import read_shards
+from distill.core.stage_dirs import shard_paths
+from distill.generate.parts import Part, parse_part, part_of
 
 N, K = 3, 2
 

@@ -22,7 +22,8 @@ def plan_json(*args: str) -> dict:
 
 def planned(**kwargs) -> dict:
     """The same plan in-process (the cost model's own laws need no subprocess each)."""
-    from distill.plan import PlanConfig, plan
+    from distill.plan import plan
+    from distill.plan.config import PlanConfig
 
     return plan(PlanConfig(**kwargs))["stages"]
 
@@ -130,7 +131,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def test_from_a_finished_run_reproduces_its_measured_token_counts(finished_run: Path):
-    from distill.io import read_shards
+    from distill.core.shards import read_shards
 
     result = plan_json("--from", str(finished_run), "--teacher", "arithmetic", "--student", "recipes/tiny.yaml")
     traces = read_shards(finished_run / "generate" / "traces", "traces").to_pylist()
@@ -224,7 +225,8 @@ OUTSIDE_2X = {"OpenThinker-32B", "OpenThinker-7B"}
 
 
 def backtest(run: dict, tmp_path: Path, **assumptions: float) -> dict:
-    from distill.plan import PlanConfig, plan
+    from distill.plan import plan
+    from distill.plan.config import PlanConfig
 
     accelerate = tmp_path / "accelerate.yaml"
     accelerate.write_text(yaml.safe_dump(run["accelerate"]))
@@ -275,7 +277,8 @@ OPENR1_GENERATION = dict(prompts=400_000, samples=2, nodes=64, reported=800 / 30
 
 
 def test_generation_backtest_against_open_r1(tmp_path: Path):
-    from distill.plan import PlanConfig, plan
+    from distill.plan import plan
+    from distill.plan.config import PlanConfig
 
     run = OPENR1_GENERATION
     args = dict(prompts=str(run["prompts"]), samples=run["samples"], nodes=run["nodes"])

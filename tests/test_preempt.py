@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from distill.io import read_manifest, read_shards
+from distill.core.manifest import read_manifest
+from distill.core.shards import read_shards
 
 STUB_COMPLETION = "<think>\nLet me add the numbers carefully. 2 + 3 = 5.\n</think>\n\nThe answer is $\\boxed{5}$."
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA, one_line_error, run_cli, unavailable, vllm_serve
 
-from distill.io import read_shards
+from distill.core.shards import read_shards
 
 GSM8K = SHARED_DATA / "gsm8k_train_sample.jsonl"
 REAL_TRACES = SHARED_DATA / "real_traces" / "skythought_math_traces.jsonl"
@@ -34,7 +34,7 @@ def gsm8k_prompts(path: Path, n: int) -> Path:
 def test_a_gguf_file_converts_once_into_a_model_with_its_own_tokenizer_and_template(smollm2_gguf, smollm2):
     from transformers import AutoConfig, AutoTokenizer
 
-    from distill.model_source import SOURCE_FILE, local_model
+    from distill.core.model_source import SOURCE_FILE, local_model
 
     config = AutoConfig.from_pretrained(smollm2)
     assert config.architectures == ["LlamaForCausalLM"] and config.num_hidden_layers == 30
@@ -81,8 +81,8 @@ def test_a_gguf_file_transformers_cannot_read_is_a_one_line_error(tmp_path):
 
 def real_trace_examples(tokenizer, max_tokens: int) -> list[dict]:
     """Finished real long-reasoning traces that fit in `max_tokens`, as SFT examples (tags normalised to <think>)."""
-    from distill.prompts import user_prompt
-    from distill.teachers import R1_PROMPT_SUFFIX
+    from distill.core.protocol import user_prompt
+    from distill.core.teachers import R1_PROMPT_SUFFIX
 
     examples = []
     for line in REAL_TRACES.read_text().splitlines():
@@ -103,8 +103,9 @@ def real_trace_examples(tokenizer, max_tokens: int) -> list[dict]:
 
 
 def write_curate_dir(root: Path, examples: list[dict]) -> Path:
-    from distill.io import ShardWriter, write_manifest
-    from distill.schema import SFT_EXAMPLE
+    from distill.core.manifest import write_manifest
+    from distill.core.schema import SFT_EXAMPLE
+    from distill.core.shards import ShardWriter
 
     gen, cur = root / "gen", root / "data"
     write_manifest(gen, "generate", {"teacher": "deepseek-r1", "model": "deepseek-ai/DeepSeek-R1"},
@@ -120,7 +121,7 @@ def write_curate_dir(root: Path, examples: list[dict]) -> Path:
 def test_labels_of_real_traces_are_exactly_the_assistant_turn_and_eos_under_smollm2(smollm2):
     from transformers import AutoTokenizer
 
-    from distill.chat import IGNORE, apply_template, get_template, tokenize_example
+    from distill.sft.student_template import IGNORE, apply_template, get_template, tokenize_example
 
     tok = AutoTokenizer.from_pretrained(smollm2)
     eos_id = apply_template(tok, get_template("chatml_r1"))
@@ -140,7 +141,7 @@ def test_labels_of_real_traces_are_exactly_the_assistant_turn_and_eos_under_smol
 
 def fixed_batch_loss(model, tok, examples, eos_id) -> float:
     """Mean token loss over the assistant turns of `examples`, tokenized as sft tokenizes them."""
-    from distill.chat import tokenize_example
+    from distill.sft.student_template import tokenize_example
 
     losses = []
     with torch.no_grad():
@@ -154,7 +155,7 @@ def test_smollm2_recipe_trains_with_lora_from_the_gguf_file_and_saves_a_loadable
         smollm2_gguf, smollm2, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.chat import apply_template, get_template
+    from distill.sft.student_template import apply_template, get_template
 
     tok = AutoTokenizer.from_pretrained(smollm2)
     eos_id = apply_template(tok, get_template("chatml_r1"))

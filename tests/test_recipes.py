@@ -42,8 +42,9 @@ def test_every_student_of_the_r1_table_has_a_recipe():
 
 @pytest.mark.parametrize("path", SFT_RECIPES, ids=lambda p: p.name)
 def test_sft_recipe_parses_and_validates(path: Path, tmp_path):
-    from distill.launch import read_accelerate_config
-    from distill.sft import load_recipe, resolve_args, sft_config
+    from distill.sft.launch import read_accelerate_config
+    from distill.sft.recipe import load_recipe
+    from distill.sft.run import resolve_args, sft_config
 
     recipe = load_recipe(path)
     args = resolve_args(recipe)
@@ -58,7 +59,7 @@ def test_sft_recipe_parses_and_validates(path: Path, tmp_path):
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)
 def test_accelerate_config_validates(path: Path):
-    from distill.launch import read_accelerate_config, sharding
+    from distill.sft.launch import read_accelerate_config, sharding
 
     config = read_accelerate_config(str(path))
     expected = {"single_gpu": "none", "ddp": "none", "fsdp": "fsdp", "zero3": "zero3"}
@@ -95,8 +96,8 @@ def test_generate_array_runs_one_part_per_array_task():
 
 
 def test_curate_configs_validate():
-    from distill.config import load_config
-    from distill.curate import CurateConfig
+    from distill.core.config import load_config
+    from distill.curate.config import CurateConfig
 
     files = sorted((RECIPES / "curate").glob("*.yaml"))
     assert files, "recipes/curate/ holds the default filter chain"
@@ -117,9 +118,10 @@ def test_recipe_fits_its_hardware_by_the_memory_estimate(name: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from distill.launch import read_accelerate_config
-    from distill.memory import estimate, shape_of
-    from distill.sft import load_recipe, memory_plan, resolve_args
+    from distill.sft.launch import read_accelerate_config
+    from distill.sft.memory import estimate, memory_plan, shape_of
+    from distill.sft.recipe import load_recipe
+    from distill.sft.run import resolve_args
 
     recipe = load_recipe(RECIPES / f"{name}.yaml", ["launch.gpu_memory_gb=80"])
     model_type, dims = SHAPES[recipe.model.name]

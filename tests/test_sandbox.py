@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from distill.code_grader import extract_code, grade_programs, parse_tests
-from distill.errors import DistillError
-from distill.sandbox import Job, Limits, check_sandbox, run_many
+from distill.core.errors import DistillError
+from distill.grading.programs import extract_code, grade_programs, parse_tests
+from distill.grading.sandbox import Job, Limits, check_sandbox, run_many
 
 # the tests that run programs: skipped without a working sandbox, failed instead where it is required (CI)
 needs_bwrap = pytest.mark.usefixtures("bwrap_sandbox")

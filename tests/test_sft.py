@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, free_port, run_cli
 
-from distill.errors import DistillError
+from distill.core.errors import DistillError
 
 TINY = REPO / "recipes" / "tiny.yaml"
 
@@ -30,10 +30,11 @@ TINY = REPO / "recipes" / "tiny.yaml"
 
 def make_curate_dir(root: Path, n: int, seed: int = 0, prefix: str = "p") -> Path:
     """A generate dir (manifest only) and a curate dir with n short addition traces."""
-    from distill.io import ShardWriter, write_manifest
-    from distill.prompts import user_prompt
-    from distill.schema import SFT_EXAMPLE
-    from distill.teachers import R1_PROMPT_SUFFIX
+    from distill.core.manifest import write_manifest
+    from distill.core.protocol import user_prompt
+    from distill.core.schema import SFT_EXAMPLE
+    from distill.core.shards import ShardWriter
+    from distill.core.teachers import R1_PROMPT_SUFFIX
 
     rng = random.Random(seed)
     gen, cur = root / "gen", root / "data"
@@ -68,7 +69,7 @@ def trained(curate_dir, tmp_path_factory):
 
 def tiny_recipe(model_dir: Path, data: Path, out: Path, *overrides: str):
     """recipes/tiny.yaml on a pretrained tiny model, a few quick steps."""
-    from distill.sft import load_recipe
+    from distill.sft.recipe import load_recipe
 
     return load_recipe(TINY, [f"model.name={model_dir}", "model.init=pretrained", "model.tokenizer=null",
                               "model.config={}", f"datasets.0.path={data}", f"output_dir={out}", *overrides])
@@ -77,15 +78,15 @@ def tiny_recipe(model_dir: Path, data: Path, out: Path, *overrides: str):
 def tokenizer_with_template():
     from transformers import AutoTokenizer
 
-    from distill.chat import apply_template, get_template
+    from distill.sft.student_template import apply_template, get_template
 
     tok = AutoTokenizer.from_pretrained(REPO / "tests" / "assets" / "tiny_tokenizer")
     return tok, apply_template(tok, get_template("chatml_r1"))
 
 
 def example(a: int = 2, b: int = 3) -> list[dict[str, str]]:
-    from distill.prompts import user_prompt
-    from distill.teachers import R1_PROMPT_SUFFIX
+    from distill.core.protocol import user_prompt
+    from distill.core.teachers import R1_PROMPT_SUFFIX
 
     return [{"role": "user", "content": user_prompt(f"What is {a} + {b}?", R1_PROMPT_SUFFIX)},
             {"role": "assistant", "content": f"<think>\n{a} plus {b} is {a + b}.\n</think>\n\n$\\boxed{{{a + b}}}$"}]
@@ -98,7 +99,7 @@ def example(a: int = 2, b: int = 3) -> list[dict[str, str]]:
 def test_tiny_recipe_trains_end_to_end_from_curate_output(trained, curate_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.chat import get_template
+    from distill.sft.student_template import get_template
 
     out, proc, _ = trained
     state = json.loads(sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
@@ -213,7 +214,7 @@ def test_lora_changes_only_adapters(tiny_model, curate_dir, tmp_path):
 
 
 def test_prompt_tokens_carry_ignore_label():
-    from distill.chat import IGNORE, tokenize_example
+    from distill.sft.student_template import IGNORE, tokenize_example
 
     tok, eos_id = tokenizer_with_template()
     messages = example()
@@ -227,8 +228,8 @@ def test_prompt_tokens_carry_ignore_label():
 
 
 def test_dataset_labels_match_prompts(curate_dir, tmp_path):
-    from distill.sft import DatasetSpec
-    from distill.sft_data import build_datasets
+    from distill.sft.data import build_datasets
+    from distill.sft.recipe import DatasetSpec
 
     tok, eos_id = tokenizer_with_template()
     data = build_datasets([DatasetSpec(path=str(curate_dir))], tok, eos_id, 512, tmp_path)
@@ -240,8 +241,8 @@ def test_dataset_labels_match_prompts(curate_dir, tmp_path):
 
 
 def test_mixture_weights_and_prompt_level_eval_split(tmp_path):
-    from distill.sft import DatasetSpec
-    from distill.sft_data import build_datasets
+    from distill.sft.data import build_datasets
+    from distill.sft.recipe import DatasetSpec
 
     a = make_curate_dir(tmp_path / "a", 40, seed=1, prefix="a")
     b = make_curate_dir(tmp_path / "b", 20, seed=2, prefix="b")
@@ -259,7 +260,7 @@ def test_mixture_weights_and_prompt_level_eval_split(tmp_path):
 def packed_batch(tok, eos_id, n_docs: int = 4):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from distill.chat import tokenize_example
+    from distill.sft.student_template import tokenize_example
 
     docs = [tokenize_example(tok, example(a, 3 * a + 1), eos_id) for a in range(1, n_docs + 1)]
     docs[1] = (docs[1][0] * 2, docs[1][1] * 2)  # documents of different lengths
@@ -273,7 +274,7 @@ def test_packed_batch_loss_equals_per_document_loss(tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from distill.packing import register
+    from distill.sft.attention import register
 
     tok, eos_id = tokenizer_with_template()
     docs, batch = packed_batch(tok, eos_id)
@@ -315,7 +316,7 @@ def test_document_attention_paths_agree():
     import torch
     import torch.nn.functional as F
 
-    from distill.packing import per_document_attention
+    from distill.sft.attention import per_document_attention
 
     torch.manual_seed(0)
     for lengths in ([5, 9, 7], [3, 60, 2]):
@@ -390,7 +391,8 @@ def test_memory_estimate_warns_and_names_the_fix(tmp_path, caplog):
 
     from transformers import Qwen2Config
 
-    from distill.sft import check_memory, load_recipe, resolve_args
+    from distill.sft.recipe import load_recipe
+    from distill.sft.run import check_memory, resolve_args
 
     Qwen2Config(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                 num_key_value_heads=4, vocab_size=152064).save_pretrained(tmp_path / "q7")
@@ -437,8 +439,8 @@ def write_empty_curate_output(root: Path) -> Path:
     """What curate writes when no trace survives: a valid, empty shard and a manifest that counts the input."""
     import pyarrow.parquet as pq
 
-    from distill.io import write_manifest
-    from distill.schema import SFT_EXAMPLE
+    from distill.core.manifest import write_manifest
+    from distill.core.schema import SFT_EXAMPLE
 
     (root / "data").mkdir(parents=True)
     pq.write_table(SFT_EXAMPLE.empty_table(), root / "data" / "train-00000.parquet")
@@ -460,7 +462,8 @@ def write_empty_curate_output(root: Path) -> Path:
     (["lora.r=8"], "lora adapts pretrained weights"),
 ])
 def test_bad_input_is_a_one_line_error(overrides, message, curate_dir, tmp_path):
-    from distill.sft import load_recipe, sft
+    from distill.sft import sft
+    from distill.sft.recipe import load_recipe
 
     paths = {"gen": curate_dir.parent / "gen", "bad": write_bad_shard(tmp_path / "bad"),
              "empty": write_empty_curate_output(tmp_path / "empty"),
@@ -477,7 +480,7 @@ def test_bad_input_is_a_one_line_error(overrides, message, curate_dir, tmp_path)
 def test_templates_render_what_eval_sends():
     """Both packaged templates: the generation prompt is a prefix of the rendered training example and ends in
     "<think>\\n" (so eval does not prefill it twice), and the assistant text is kept verbatim."""
-    from distill.chat import TEMPLATES, get_template
+    from distill.sft.student_template import TEMPLATES, get_template
 
     tok, _ = tokenizer_with_template()
     tok.bos_token = "<|endoftext|>"
@@ -491,7 +494,7 @@ def test_templates_render_what_eval_sends():
 
 
 def test_a_template_that_strips_think_is_refused():
-    from distill.chat import tokenize_example
+    from distill.sft.student_template import tokenize_example
 
     tok, eos_id = tokenizer_with_template()
     tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content.split('</think>')[-1] }}"
@@ -501,7 +504,8 @@ def test_a_template_that_strips_think_is_refused():
 
 
 def test_a_model_built_from_a_config_gets_the_tokenizer_vocabulary(tmp_path):
-    from distill.sft import load_model, load_recipe, load_tokenizer
+    from distill.sft.recipe import load_recipe
+    from distill.sft.run import load_model, load_tokenizer
 
     recipe = load_recipe(TINY, ["datasets.0.path=x", f"output_dir={tmp_path}"])
     tok, eos_id = load_tokenizer(recipe.model)
@@ -541,7 +545,7 @@ def test_varlen_kernel_glue(with_gqa, tiny_model, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from distill import packing
+    from distill.sft import attention as packing
 
     kernel = fake_varlen_attn(with_gqa)
     params = set(inspect.signature(kernel).parameters) | ({"enable_gqa"} if with_gqa else set())
@@ -563,7 +567,7 @@ def test_varlen_flash_attention_on_gpu(tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from distill.packing import register
+    from distill.sft.attention import register
 
     tok, eos_id = tokenizer_with_template()
     docs, batch = packed_batch(tok, eos_id)
@@ -598,7 +602,7 @@ def test_selective_checkpointing_changes_memory_not_math(tiny_model, curate_dir,
     """checkpoint_layers=0.5 recomputes every other layer and trains to the very same weights."""
     import torch
 
-    from distill.sft import build_trainer, load_data, load_model, load_tokenizer, resolve_args, sft_config
+    from distill.sft.run import build_trainer, load_data, load_model, load_tokenizer, resolve_args, sft_config
 
     weights, flags = {}, {}
     for fraction in (1.0, 0.5):

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
 
-from distill.trace_formats import problem_hash
+from distill.core.protocol import problem_id
 
 THINK_OK = "<think>\nWe add the two numbers: {a} plus {b} is {c}. Checking by subtraction, {c} minus {b} is {a}.\n</think>"
 
@@ -100,7 +100,7 @@ def test_openr1_generations_are_exploded_with_their_provenance(tmp_path, shared_
                                        "source wrong, curate not graded": 1}
     kept = kept_rows(tmp_path / "out")
     # no prompt_id column: the k generations of a problem share the hash of its text (uuid names the rows)
-    wheels = problem_hash(openr1_table().column("problem")[1].as_py())
+    wheels = problem_id(openr1_table().column("problem")[1].as_py())
     assert [r["prompt_id"] for r in kept if r["id"].startswith("9a7e")] == [wheels, wheels]
     assert {r["source"] for r in kept} == {"olympiads", "cn_k12"}
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -116,7 +116,7 @@ def test_k_generations_of_one_problem_share_a_prompt_id_for_the_cap(tmp_path, sh
     pq.write_table(table, tmp_path / "openr1.parquet")
     result = curate(tmp_path / "openr1.parquet", tmp_path / "out", shared_data, "--set", "per_prompt_cap.max_per_prompt=1")
     assert result.returncode == 0, result.stderr
-    wheels = problem_hash(table.column("problem")[1].as_py())
+    wheels = problem_id(table.column("problem")[1].as_py())
     got = outcome(tmp_path / "out")
     assert {got[f"{wheels}/0"], got[f"{wheels}/1"]} == {"kept", "per_prompt_cap"}
     assert [r["prompt_id"] for r in kept_rows(tmp_path / "out") if r["id"].startswith(wheels)] == [wheels]
@@ -210,7 +210,7 @@ def test_s1k_1_1_one_trace_per_teacher_with_its_grade(tmp_path, shared_data):
     pq.write_table(pa.Table.from_pylist([row]), tmp_path / "s1k.parquet")
     result = curate(tmp_path / "s1k.parquet", tmp_path / "out", shared_data)
     assert result.returncode == 0, result.stderr
-    pid = problem_hash(row["question"])
+    pid = problem_id(row["question"])
     assert outcome(tmp_path / "out") == {f"{pid}/gemini": "kept", f"{pid}/deepseek": "wrong_answer"}
     (kept,) = kept_rows(tmp_path / "out")
     assert kept["messages"][1]["content"] == (f"<think>\n{row['gemini_thinking_trajectory']}\n</think>\n\n"
@@ -270,7 +270,7 @@ def test_trl_conversational_prompt_completion_rows(tmp_path, shared_data):
     (kept,) = kept_rows(tmp_path / "out")
     assert kept["messages"][0] == {"role": "user", "content": "What is 15 percent of 200?"}
     assert kept["messages"][1]["content"].endswith("It is $\\boxed{30}$.")
-    assert kept["prompt_id"] == problem_hash("What is 15 percent of 200?")
+    assert kept["prompt_id"] == problem_id("What is 15 percent of 200?")
 
 
 # ---------------------------------------------------------------- refused input: one line, exit 2
@@ -308,7 +308,7 @@ def _trace_missing_column(tmp: Path) -> Path:
         (_flat_file, ["--answer-field", "gold"], "has no 'gold' field (fields: problem, completion); fix --answer-field"),
         (_flat_file, ["--input-format", "sharegpt"], "unknown --input-format 'sharegpt'; choose from trace, flat"),
         (_nothing_known, [], "matches no input format (columns: text, score)"),
-        (_trace_missing_column, [], "missing column(s) completion (the record schemas are in distill/schema.py)"),
+        (_trace_missing_column, [], "missing column(s) completion (the record schemas are in distill/core/schema.py)"),
         (lambda tmp: "no-such-org/no-such-traces", [], "could not load traces 'no-such-org/no-such-traces'"),
     ],
 )
@@ -328,8 +328,9 @@ def test_hub_dataset_id(tmp_path, shared_data, monkeypatch):
     datasets.Dataset (what datasets.load_dataset returns), everything after it is the real stage."""
     import datasets
 
-    from distill import trace_formats
-    from distill.curate import CurateConfig, curate
+    from distill.curate import curate
+    from distill.curate import formats as trace_formats
+    from distill.curate.config import CurateConfig
 
     dataset = datasets.Dataset(openr1_table())
     calls = []

@@ -18,7 +18,9 @@ import urllib.request
 import pytest
 from conftest import REPO, TEACHER_REPLY, finished_ids, one_line_error, run_cli, unavailable, vllm_serve
 
-from distill.io import read_manifest, read_shards, shard_paths
+from distill.core.manifest import read_manifest
+from distill.core.shards import read_shards
+from distill.core.stage_dirs import shard_paths
 
 if importlib.util.find_spec("vllm") is None:
     unavailable("vllm", "vLLM is not installed (./setup.sh --dev installs its CPU build)", module_level=True)
@@ -91,9 +93,9 @@ def test_generate_writes_n_times_k_rows_and_a_stopped_then_killed_run_resumes_wi
 # its threads and set torch's thread count for every later test).
 STREAM = r"""
 import json, sys
-from distill.backends import Request
-from distill.backends.vllm import stream
-from distill.vllm_engine import engine_kwargs, require_vllm
+from distill.generate.backends import Request
+from distill.generate.backends.vllm import stream
+from distill.core.vllm_args import engine_kwargs, require_vllm
 
 require_vllm()
 from vllm import LLM

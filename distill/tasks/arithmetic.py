@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from distill.errors import DistillError
+from distill.core.errors import DistillError
+from distill.core.protocol import THINK_CLOSE, THINK_OPEN
 
 Split = Literal["train", "test"]
 SOURCE = "distill-arithmetic"
@@ -123,4 +124,4 @@ def solve(terms: Sequence[int]) -> Solution:
 
 def completion_text(think: str, answer: str) -> str:
     """The R1 completion form: reasoning in <think>, then the answer in \\boxed{} (what curate and eval grade)."""
-    return f"<think>\n{think}\n</think>\n\nThe answer is \\boxed{{{answer}}}."
+    return f"{THINK_OPEN}\n{think}\n{THINK_CLOSE}\n\nThe answer is \\boxed{{{answer}}}."

@@ -15,10 +15,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from distill.core.protocol import R1_PROMPT_SUFFIX, THINK_CLOSE, THINK_OPEN, THINK_PREFILL
+from distill.tasks.arithmetic import SumTask, completion_text, parse_problem, solve
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # <think> tags are added tokens but not special ones: decoding with skip_special_tokens keeps them, as in the
 # DeepSeek-R1-Distill tokenizers, so the grader still sees where the reasoning ends.
-THINK_TOKENS = ["<think>", "</think>"]
+THINK_TOKENS = [THINK_OPEN, THINK_CLOSE]
 VOCAB_SIZE = 384  # 256 byte symbols + 3 special + merges: room for every word of the task to be one token
 
 # ChatML, as the sft stage's chatml_r1 template: no system prompt, and a generation prompt that ends in
@@ -47,9 +50,6 @@ STUDENT_CONFIG: dict[str, Any] = {
 
 def tokenizer_corpus() -> list[str]:
     """Text the BPE merges are learned from: the task's prompts and traces in the chat layout."""
-    from distill.tasks.arithmetic import SumTask, completion_text, parse_problem, solve
-    from distill.teachers import R1_PROMPT_SUFFIX
-
     texts = []
     for digits, terms in ((1, 10), (2, 8)):
         for row in SumTask(terms, digits).prompts("train", 100, seed=12345):
@@ -86,7 +86,7 @@ def chat_prompt(messages: list[dict[str, str]]) -> str:
     """The prompt text CHAT_TEMPLATE renders for `messages`, generation prompt included (for counting tokens
     without importing transformers)."""
     turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return turns + "<|im_start|>assistant\n<think>\n"
+    return turns + "<|im_start|>assistant\n" + THINK_PREFILL
 
 
 def save_tokenizer(path: str | Path) -> Path:

@@ -1,7 +1,7 @@
-"""Hooks of the arithmetic tasks: the R1-protocol hooks shared by every family (distill/eval_tasks.py) plus the
+"""Hooks of the arithmetic tasks: the R1-protocol hooks shared by every family (distill/eval/math_hooks.py) plus the
 loader that generates the held-out problems of the demo's task pack."""
 
-from distill.eval_tasks import ReasoningTask, doc_to_text, grade_all, process_docs, process_results
+from distill.eval.math_hooks import ReasoningTask, doc_to_text, grade_all, process_docs, process_results
 
 __all__ = ["ReasoningTask", "doc_to_text", "grade_all", "load_problems", "process_docs", "process_results"]
 

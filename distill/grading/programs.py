@@ -1,0 +1,130 @@
+"""The grader of code answers, used by curate (keep a trace only when its program passes) and by the code eval
+tasks: find the program in a completion, build the test program for the problem's tests, run it in the sandbox.
+
+    tests = parse_tests('def check(candidate):\\n    assert candidate(2) == 4\\n', entry_point="double")
+    code = extract_code("<think>\\nDouble it.\\n</think>\\n\\n```python\\ndef double(x):\\n    return 2 * x\\n```")
+    grade_programs([(code, tests, None)])    # [Result(status='passed', ...)]
+
+A code problem's tests come in the shapes public sets use, all held in one text field `tests`:
+- assert-style Python (HumanEval's `test` with `check(candidate)` + `entry_point`; MBPP's asserts, or its
+  `test_list` as a JSON list of assert strings): run after the program, then `check(entry_point)` if defined;
+- stdin/stdout cases as JSON: APPS/TACO's `input_output` `{"inputs": [...], "outputs": [...]}`, CodeContests'
+  `{"input": [...], "output": [...]}`, or a list of `{"input": ..., "output": ...}`: the program runs once per
+  case with that stdin, and its stdout must match (up to trailing whitespace).
+
+The answer of a code completion is the last fenced Python block (```python, ```py or bare ```) after
+`</think>`; a completion that never closes its reasoning has no answer, as for math.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from distill.core.protocol import split_think
+from distill.grading.sandbox import Job, Limits, Result, run_many
+
+_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
+_PY_TAGS = ("", "python", "py", "python3")
+_IMPORT = re.compile(r"^(?:from\s+\S+\s+)?import\s+.+$", re.M)
+
+
+@dataclass(frozen=True)
+class CodeTests:
+    """A problem's tests, parsed: assert-style code (`asserts`) or stdin/stdout `cases`."""
+
+    asserts: str | None = None
+    entry_point: str | None = None
+    cases: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.cases) if self.cases is not None else 1
+
+
+class TestsError(ValueError):
+    """A `tests` value in none of the known shapes."""
+
+
+def parse_tests(tests: Any, entry_point: str | None = None) -> CodeTests:
+    """Any supported shape (text, or the list/dict a dataset loader gave) -> CodeTests."""
+    value = tests
+    if isinstance(tests, str) and tests.lstrip()[:1] in ("{", "["):
+        try:
+            value = json.loads(tests)
+        except json.JSONDecodeError:
+            value = tests  # Python that starts with a bracket
+    if isinstance(value, str):
+        if not value.strip():
+            raise TestsError("empty tests")
+        return CodeTests(asserts=value, entry_point=entry_point or None)
+    if isinstance(value, dict):
+        if value.get("fn_name"):
+            raise TestsError("call-based APPS tests (fn_name) are not supported; give stdin/stdout cases or asserts")
+        inputs = value.get("inputs", value.get("input"))
+        outputs = value.get("outputs", value.get("output"))
+        if isinstance(inputs, list) and isinstance(outputs, list) and len(inputs) == len(outputs) and inputs:
+            return CodeTests(cases=tuple((_text(i), _text(o)) for i, o in zip(inputs, outputs, strict=True)),
+                             entry_point=entry_point or None)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return CodeTests(asserts="\n".join(value) + "\n", entry_point=entry_point or None)
+    if isinstance(value, list) and value and all(isinstance(v, dict) and {"input", "output"} <= set(v) for v in value):
+        return CodeTests(cases=tuple((_text(v["input"]), _text(v["output"])) for v in value),
+                         entry_point=entry_point or None)
+    raise TestsError(f"tests of an unknown shape ({type(value).__name__}: {str(value)[:60]!r}); give assert code or "
+                     '{"inputs": [...], "outputs": [...]}')
+
+
+def _text(value: Any) -> str:
+    """A case's input or output; APPS sometimes stores one as a list of lines."""
+    if isinstance(value, list):
+        return "\n".join(map(str, value)) + "\n"
+    return str(value)
+
+
+def extract_code(completion: str) -> str | None:
+    """The last fenced Python block after `</think>` (None: no block, or reasoning never closed)."""
+    reasoning, answer = split_think(completion)
+    if answer is None:
+        return None
+    blocks = [body for tag, body in _FENCE.findall(answer) if tag.lower() in _PY_TAGS]
+    return blocks[-1].strip("\n") + "\n" if blocks and blocks[-1].strip() else None
+
+
+def build_program(code: str, tests: CodeTests, prompt: str | None = None) -> str:
+    """The program the tests run against. HumanEval prompts are a signature and docstring: a completion that
+    continues the body (no `def <entry_point>` of its own) is appended to the prompt; a whole function gets
+    the prompt's imports (`from typing import List`) in front, which chat answers often leave out."""
+    entry = tests.entry_point
+    if prompt and entry and not re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.M):
+        if re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", prompt, re.M):
+            return prompt + code
+    imports = "\n".join(_IMPORT.findall(prompt or "")) if prompt and entry else ""
+    return f"{imports}\n{code}" if imports else code
+
+
+def job_for(code: str, tests: CodeTests, prompt: str | None = None) -> Job:
+    program = build_program(code, tests, prompt)
+    if tests.cases is not None:
+        return Job(code=program, cases=tests.cases)
+    return Job(code=program, tests=tests.asserts, entry_point=tests.entry_point)
+
+
+def grade_programs(items: Sequence[tuple[str, CodeTests, str | None]], limits: Limits | None = None,
+                   workers: int | None = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run each (code, tests, prompt) in the sandbox, many at once; identical programs on identical tests run
+    once (k samples of one problem often write the same program)."""
+    jobs = [job_for(code, tests, prompt) for code, tests, prompt in items]
+    unique = list(dict.fromkeys(jobs))
+    results = dict(zip(unique, run_many(unique, limits, workers, on_result), strict=True))
+    return [results[j] for j in jobs]
+
+
+def describe(result: Result) -> str:
+    """One line for a rejected row: which test, and why."""
+    where = f"{result.test}: " if result.test else ""
+    return f"{result.status} at {where}{result.detail}".strip()[:300] if result.test else \
+        f"{result.status}: {result.detail}"[:300]
