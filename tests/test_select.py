@@ -234,3 +234,61 @@ def test_a_killed_run_resumes_to_the_same_selection(tmp_path):
     assert run_cli(*args, "--out", tmp_path / "b").returncode == 0
     data = [pq.read_table(tmp_path / d / "data").sort_by("id").to_pylist() for d in "ab"]
     assert data[0] == data[1] and len(data[0]) == 3
+
+
+# ---------------------------------------------------------------- "done when": the demo's arithmetic teacher, k = 4
+
+
+@pytest.fixture(scope="module")
+def arithmetic(tmp_path_factory):
+    from distill.tasks.arithmetic import SumTask
+
+    tmp = tmp_path_factory.mktemp("arith")
+    prompts = write(tmp / "p.jsonl", SumTask().prompts("train", 200))
+    res = run_cli("generate", "--prompts", prompts, "--teacher", "arithmetic", "-k", "4",
+                  "--model", "arithmetic?flaw_rate=0.2", "--out", tmp / "gen")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return tmp
+
+
+def cli_curate(tmp: Path, name: str, *sets: str) -> tuple[list[dict], list[dict]]:
+    extra = [x for s in sets for x in ("--set", s)]
+    res = run_cli("curate", tmp / "gen", "--out", tmp / name, "--set", "contaminated.benchmarks=[]", "--num-proc",
+                  "1", *extra)
+    assert res.returncode == 0, res.stderr[-2000:]
+    kept = pq.read_table(tmp / name / "data").to_pylist()
+    return kept, pq.read_table(tmp / name / "rejected.parquet").to_pylist()
+
+
+def test_arithmetic_pass_rate_max_drops_exactly_the_prompts_all_four_samples_solved(arithmetic):
+    from distill.core.shards import read_shards
+    from distill.eval.metrics import score_problem
+
+    traces = read_shards(arithmetic / "gen" / "traces").to_pylist()
+    by_prompt: dict[str, list[dict]] = {}
+    for t in traces:
+        by_prompt.setdefault(t["prompt_id"], []).append(t)
+    # scored by eval's own pass@1 scorer, independently of curate
+    solved = {p for p, ts in by_prompt.items()
+              if len(ts) == 4 and all(score_problem([t["completion"] for t in ts], ts[0]["answer"]).correct)}
+    assert 0 < len(solved) < len(by_prompt)
+    base_kept, base_rejected = cli_curate(arithmetic, "base")
+    # pass_rate runs before the other set filters: it meets every prompt with a row left by the row filters
+    reached = {r["prompt_id"] for r in base_kept} | {r["prompt_id"] for r in base_rejected
+                                                   if r["reason"] in ("duplicate", "per_prompt_cap")}
+    kept, rejected = cli_curate(arithmetic, "max075", "pass_rate.max=0.75")
+    assert {r["prompt_id"] for r in rejected if r["reason"] == "pass_rate"} == solved & reached
+    assert not {r["prompt_id"] for r in kept} & solved
+    report = json.loads((arithmetic / "max075" / "curation_report.json").read_text())
+    assert report["selection"]["pass_rate"]["histogram"]["4/4"] == len(solved)
+    assert "| 4/4 |" in (arithmetic / "max075" / "README.md").read_text()
+
+
+def test_arithmetic_budget_100_hardest_keeps_exactly_100(arithmetic):
+    kept, rejected = cli_curate(arithmetic, "hard100", "select.budget=100", "select.by=hardest")
+    assert len(kept) == 100 and len(kept) + len(rejected) == 800
+    report = json.loads((arithmetic / "hard100" / "curation_report.json").read_text())
+    assert report["counts"]["kept"] == 100 and report["counts"]["dropped"]["not_selected"] > 0
+    assert sum(r["reason"] == "not_selected" for r in rejected) == report["counts"]["dropped"]["not_selected"]
+    manifest = json.loads((arithmetic / "hard100" / "manifest.json").read_text())
+    assert manifest["config"]["select"]["budget"] == 100 and manifest["counts"]["kept"] == 100
