@@ -427,26 +427,26 @@ def majority_pass(out: Path, cfg: CurateConfig, plan: dict[str, Any] | None) -> 
 
     def vote() -> dict[str, dict[str, Any]]:
         ballots: dict[str, list[str | None]] = {}
-        for s in grade_all(out, cfg, None, plan):
-            if s["correct"] is None:  # no reference of its own (code rows carry no answer)
-                ballots.setdefault(s["prompt_id"], []).append(s["answer"])
+        for s in grade_all(out, cfg, None, plan, task="ballot"):  # the traces without a reference of their own
+            ballots.setdefault(s["prompt_id"], []).append(s["answer"])
         return majority_references(ballots, cfg.wrong_answer.timeout)
 
     return staged_json(out / WORK / "majority.json", vote)
 
 
 def grade_all(out: Path, cfg: CurateConfig, source: Source | None, plan: dict[str, Any] | None = None,
-              references: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """The verdict and answer of every trace of `source` (or of this run's plan), on num_proc processes."""
+              references: dict[str, str] | None = None, task: str = "grade") -> list[dict[str, Any]]:
+    """The verdict and answer of every trace of `source` (or of this run's plan), on num_proc processes; with
+    task="ballot" only the answers of the traces without a reference, ungraded."""
     units = plan["units"] if plan is not None else plan_units(source.files, cfg.unit_rows,
                                                               input_layout(source, cfg))
     num_proc = cfg.num_proc or os.cpu_count() or 1
     spec = worker.WorkerSpec.build(cfg, False, num_proc, references, grade_only=True)
-    samples = []
-    with progress("grade", total=sum(u["rows"] for u in units), unit="rows") as bar:
-        for result in worker.map_units(spec, units, str(out / WORK), num_proc, task="grade"):
+    samples, rows_of = [], {u["index"]: u["rows"] for u in units}
+    with progress(task, total=sum(rows_of.values()), unit="rows") as bar:
+        for result in worker.map_units(spec, units, str(out / WORK), num_proc, task=task):
             samples.extend(result["samples"])
-            bar.advance(next(u["rows"] for u in units if u["index"] == result["index"]))
+            bar.advance(rows_of[result["index"]])
     return samples
 
 

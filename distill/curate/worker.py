@@ -198,7 +198,16 @@ def grade_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
     return {"index": unit["index"], "samples": samples}
 
 
-TASKS = {"filter": process_unit, "grade": grade_unit}
+def ballot_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The majority vote's ballots: the final answer of every trace whose prompt has no reference (none graded)."""
+    spec: WorkerSpec = _STATE["spec"]
+    cands = (make_candidate(row, spec) for row in read_unit(unit))
+    samples = [{"prompt_id": c.prompt_id, "answer": None if c.is_code else c.final_answer}
+               for c in cands if c.reference is None]
+    return {"index": unit["index"], "samples": samples}
+
+
+TASKS = {"filter": process_unit, "grade": grade_unit, "ballot": ballot_unit}
 
 
 def sample_record(cand: Candidate, spec: WorkerSpec) -> dict[str, Any]:
