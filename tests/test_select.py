@@ -292,3 +292,4 @@ def test_arithmetic_budget_100_hardest_keeps_exactly_100(arithmetic):
     assert sum(r["reason"] == "not_selected" for r in rejected) == report["counts"]["dropped"]["not_selected"]
     manifest = json.loads((arithmetic / "hard100" / "manifest.json").read_text())
     assert manifest["config"]["select"]["budget"] == 100 and manifest["counts"]["kept"] == 100
+    assert manifest["selection"]["select"]["not_selected"] == report["counts"]["dropped"]["not_selected"]

@@ -88,6 +88,7 @@ def run(cfg: CurateConfig) -> Path:
         lengths = write_dataset(out, cfg, plan, selection)
         report = build_report(cfg, source, plan, unit_stats, selection, lengths, started)
         write_card(out, cfg, source, report, lengths)
+        manifest["extra"]["selection"] = report["selection"]  # pass rates, select step, verified, majority
         write_manifest(out, status="complete", counts=report["counts"], **manifest)
         shutil.rmtree(out / WORK, ignore_errors=True)
     print_curate_summary(out, report)
