@@ -42,7 +42,7 @@ class SelectParams:
     by: str = field(default="hardest", metadata={
         "help": "hardest (lowest pass rate first), longest (prompts with the longest responses first), random, "
         "balanced (round-robin over source x difficulty bin, as s1 chose its 1K), shortest_correct (per prompt "
-        "its shortest correct sample: short chains for <= 3B students; applies without a budget too)."})
+        "its shortest correct sample: short chains for <= 3B students). All but shortest_correct act only with a budget."})
     seed: int = field(default=0, metadata={"help": "Seed of random, balanced and every tie-break."})
     bins: int = field(default=4, metadata={"help": "Difficulty bins of balanced (equal slices of the pass rate)."})
 

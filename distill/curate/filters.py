@@ -184,7 +184,7 @@ class PassRateParams:
                                               "drops exactly the prompts whose every sample was correct."})
     source: str | None = field(default=None, metadata={
         "help": "A second generate dir (a small model's samples of the same prompts, the LIMO / Light-R1 way): "
-        "the pass rate is measured on its samples instead of the teacher's."})
+        "the pass rate is measured on its samples instead of the teacher's; a prompt it lacks has no rate and stays."})
 
     def __post_init__(self) -> None:
         if not 0 <= self.min <= self.max <= 1:
