@@ -293,3 +293,13 @@ def test_arithmetic_budget_100_hardest_keeps_exactly_100(arithmetic):
     manifest = json.loads((arithmetic / "hard100" / "manifest.json").read_text())
     assert manifest["config"]["select"]["budget"] == 100 and manifest["counts"]["kept"] == 100
     assert manifest["selection"]["select"]["not_selected"] == report["counts"]["dropped"]["not_selected"]
+
+
+def test_answer_filter_off_as_the_user_types_it(tmp_path):
+    src = write(tmp_path / "t.jsonl", rows_a())
+    res = run_cli("curate", src, "--out", tmp_path / "out", "--set", "contaminated.benchmarks=[]", "--num-proc", "1",
+                  "--set", "answer_filter=off")  # YAML reads off as false
+    assert res.returncode == 0, res.stderr[-2000:]
+    kept = pq.read_table(tmp_path / "out" / "data").to_pylist()
+    assert len(kept) == 18 and sum(not r["verified"] for r in kept) == 10
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["answer_filter"] is False
