@@ -164,12 +164,13 @@ def synthesize(n: int, out: Path, seed: int = 0) -> list[dict]:
     return rows
 
 
-def run_ours(gen: Path, out: Path, eval_data_dir: str | None, num_proc: int | None) -> float:
+def run_ours(gen: Path, out: Path, eval_data_dir: str | None, num_proc: int | None,
+             overrides: tuple[str, ...] = ()) -> float:
     from distill.core.config import load_config
     from distill.curate import curate
     from distill.curate.config import CurateConfig
 
-    cfg = load_config(CurateConfig, REPO / "recipes" / "curate" / "r1_math.yaml",
+    cfg = load_config(CurateConfig, REPO / "recipes" / "curate" / "r1_math.yaml", overrides,
                       values={"src": str(gen), "out": str(out), "eval_data_dir": eval_data_dir, "num_proc": num_proc})
     start = time.perf_counter()
     curate(cfg)
@@ -238,7 +239,11 @@ def main() -> None:
                         if (REPO.parent / "shared" / "data" / "math500.jsonl").exists() else None)
     parser.add_argument("--num-proc", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    parser.add_argument("--selection", action="store_true", help="instead of the baseline: ours without pass_rate "
+                        "and select, then with pass_rate.max=0.75 and select.budget=n/4 hardest, on the same traces")
     args = parser.parse_args()
+    if args.selection:
+        return compare_selection(args)
 
     work = Path(tempfile.mkdtemp(prefix="curate_bench_"))
     try:
@@ -261,6 +266,27 @@ def main() -> None:
                           "ratio": round(ours_per_s / base_per_s, 1), "disagreements": len(lines), "n": len(rows),
                           "baseline_n": len(subset), "ours_seconds": round(ours_s, 2),
                           "baseline_seconds": round(base_s, 2)}))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_selection(args) -> None:
+    """What pass_rate and the select step cost: the same traces curated without them (the chain minus pass_rate)
+    and with them, one after the other; the rates are traces per second of the whole stage."""
+    from distill.curate.filters import DEFAULT_CHAIN
+
+    work = Path(tempfile.mkdtemp(prefix="curate_bench_"))
+    try:
+        synthesize(args.n, work / "gen")
+        chain = "[" + ",".join(f for f in DEFAULT_CHAIN if f != "pass_rate") + "]"
+        # "with" runs first: the second run of a process starts warm (imports, judges, file cache), so the
+        # cost printed is an upper bound
+        with_ = run_ours(work / "gen", work / "with", args.eval_data_dir, args.num_proc,
+                         ("pass_rate.max=0.75", f"select.budget={args.n // 4}", "select.by=hardest"))
+        without = run_ours(work / "gen", work / "without", args.eval_data_dir, args.num_proc, (f"filters={chain}",))
+        print(json.dumps({"n": args.n, "without_per_s": round(args.n / without, 1), "with_per_s": round(args.n / with_, 1),
+                          "cost": f"{100 * (with_ / without - 1):+.1f}% time"}))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,7 @@ package root without loading the stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from distill.core.config import option
 from distill.core.errors import DistillError
@@ -17,6 +17,7 @@ from distill.curate.filters import (
     MixedLanguageParams,
     NoAnswerParams,
     NoParams,
+    PassRateParams,
     PerPromptCapParams,
     RepetitionParams,
     TooLongParams,
@@ -29,6 +30,34 @@ from distill.grading.sandbox import Limits
 def section(cls: type, help: str) -> Any:
     """A config field holding one filter's parameters (a nested dataclass; `--set repetition.max_unit_repeats=40`)."""
     return field(default_factory=cls, metadata={"help": help})
+
+
+SELECT_BY = ("hardest", "longest", "random", "balanced", "shortest_correct")
+
+
+@dataclass
+class SelectParams:
+    budget: int | None = field(default=None, metadata={
+        "help": "Keep exactly this many examples (all, if fewer pass the filters); the rest are not_selected."})
+    by: str = field(default="hardest", metadata={
+        "help": "hardest (lowest pass rate first), longest (prompts with the longest responses first), random, "
+        "balanced (round-robin over source x difficulty bin, as s1 chose its 1K), shortest_correct (per prompt "
+        "its shortest correct sample: short chains for <= 3B students). All but shortest_correct act only with a budget."})
+    seed: int = field(default=0, metadata={"help": "Seed of random, balanced and every tie-break."})
+    bins: int = field(default=4, metadata={"help": "Difficulty bins of balanced (equal slices of the pass rate)."})
+
+    def __post_init__(self) -> None:
+        if self.by not in SELECT_BY:
+            raise DistillError(f"unknown select.by '{self.by}'; choose from {', '.join(SELECT_BY)}")
+        if self.budget is not None and self.budget <= 0:
+            raise DistillError(f"select.budget must be a positive number of examples, not {self.budget}; "
+                               "leave it out to keep every row that passes")
+        if self.bins < 1:
+            raise DistillError(f"select.bins must be at least 1, not {self.bins}")
+
+    @property
+    def active(self) -> bool:
+        return self.budget is not None or self.by == "shortest_correct"
 
 
 @dataclass
@@ -79,6 +108,14 @@ class CurateConfig:
     contaminated: ContaminatedParams = section(ContaminatedParams, "contaminated parameters.")
     duplicate: DuplicateParams = section(DuplicateParams, "duplicate parameters.")
     per_prompt_cap: PerPromptCapParams = section(PerPromptCapParams, "per_prompt_cap parameters.")
+    pass_rate: PassRateParams = section(PassRateParams, "pass_rate parameters (a set filter over whole prompts).")
+    select: SelectParams = section(SelectParams, "The select step after the filters: a budget and how to choose.")
+    answer_filter: bool = option(True, help="off: keep rows whose answer is wrong or unverifiable (no_answer and "
+                                 "wrong_answer do not drop) but that pass every other filter, marked verified: "
+                                 "false in the data (OpenThoughts3 found filtering answers bought nothing).")
+    reference: Literal["given", "majority"] = option("given", help="majority: a prompt without a reference answer "
+                                                     "is graded against the majority answer of its k samples "
+                                                     "(equivalent answers vote together; a tie gives none).")
     no_code: NoParams = section(NoParams, "no_code: no parameters.")
     failed_tests: Limits = section(Limits, "failed_tests: the sandbox's limits (code_timeout uses them too).")
     code_timeout: NoParams = section(NoParams, "code_timeout: no parameters (the limits are failed_tests').")

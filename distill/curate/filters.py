@@ -28,8 +28,11 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
+from distill.core.errors import DistillError
+from distill.core.manifest import read_manifest
 from distill.core.protocol import THINK_CLOSE, THINK_OPEN
 from distill.grading.answers import extract_boxed, judge_pair
 from distill.grading.programs import describe, extract_code
@@ -84,6 +87,24 @@ class Candidate:
     @cached_property
     def final_answer(self) -> str | None:
         return extract_boxed(self.answer_text) if self.answer_text else None
+
+    def answer_correct(self, timeout: float = 5.0) -> bool:
+        """The boxed final answer against the reference (distill.grading.answers), judged once per trace."""
+        if "answer_correct" not in self.grader:
+            ok, self.grader["method"] = judge_pair(self.final_answer, self.reference or "", timeout)
+            self.grader["answer_correct"] = ok
+        return self.grader["answer_correct"]
+
+    def correct(self, timeout: float = 5.0) -> bool | None:
+        """Whether this sample is correct as eval's pass@1 scores one sample: the last box after `</think>`
+        against the reference, no `</think>` or no box is wrong; a sample generate cut off (finish_reason
+        length or error) is wrong too. A code row is correct when its program passed the sandbox. None: not
+        gradable (no reference; a code row whose program never ran)."""
+        if self.is_code:
+            return None if self.code_result is None else self.code_result.status == "passed"
+        if self.reference is None:
+            return None
+        return self.finish_reason not in ("length", "error") and self.answer_correct(timeout)
 
 
 # ---------------------------------------------------------------- parameters (config sections, one per filter)
@@ -156,6 +177,27 @@ class PerPromptCapParams:
 
 
 @dataclass
+class PassRateParams:
+    min: float = field(default=0.0, metadata={"help": "Drop prompts whose pass rate (share of their k samples "
+                                              "correct) is below this; 0 keeps the ones never solved."})
+    max: float = field(default=1.0, metadata={"help": "Drop prompts whose pass rate is above this; 0.75 with k=4 "
+                                              "drops exactly the prompts whose every sample was correct."})
+    source: str | None = field(default=None, metadata={
+        "help": "A second generate dir (a small model's samples of the same prompts, the LIMO / Light-R1 way): "
+        "the pass rate is measured on its samples instead of the teacher's; a prompt it lacks has no rate and stays."})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min <= self.max <= 1:
+            raise DistillError(f"pass_rate needs 0 <= min <= max <= 1, got min={self.min} max={self.max}; "
+                               "fix --set pass_rate.min/max")
+        if self.source is not None:
+            manifest = read_manifest(Path(self.source)) if Path(self.source).is_dir() else None
+            if not manifest or manifest.get("stage") != "generate":
+                raise DistillError(f"pass_rate.source '{self.source}' is not a distill generate output dir (no "
+                                   "generate manifest.json); pass the --out of a distill generate run")
+
+
+@dataclass
 class ContaminatedParams:
     ngram: int = field(default=8, metadata={"help": "Word n-gram size; one shared n-gram with an eval problem drops "
                                             "the row (a shorter eval problem must appear whole)."})
@@ -215,9 +257,9 @@ def wrong_answer(c: Candidate, p: WrongAnswerParams) -> str | None:
     """Rejection sampling: the boxed answer must equal the reference (distill.grading.answers decides)."""
     if c.reference is None:
         return None
-    correct, method = judge_pair(c.final_answer, c.reference, p.timeout)
-    c.grader["method"] = method
-    return None if correct else f"{c.final_answer!r} != {c.reference!r} ({method})"
+    if c.answer_correct(p.timeout):
+        return None
+    return f"{c.final_answer!r} != {c.reference!r} ({c.grader['method']})"
 
 
 # Letters of scripts that signal a language switch. Greek is left out on purpose: it is math notation.
@@ -379,6 +421,8 @@ FILTERS: dict[str, Filter] = {
         Filter("code_timeout", code_timeout, NoParams, "row", "a code row whose program ran past the time limit"),
         Filter("contaminated", None, ContaminatedParams, "row",
                "prompt shares a word n-gram with an eval problem (AIME 2024/2025, MATH-500, user files)"),
+        Filter("pass_rate", None, PassRateParams, "set",
+               "prompt's pass rate (share of its k samples correct, before any filter) outside [min, max]"),
         Filter("duplicate", None, DuplicateParams, "set",
                "exact duplicate of an earlier completion, or a prompt that near-duplicates an earlier prompt"),
         Filter("per_prompt_cap", None, PerPromptCapParams, "set", "beyond the per-prompt cap"),

@@ -18,6 +18,7 @@ from distill.curate.code_rows import merge_report
 from distill.curate.config import CurateConfig
 from distill.curate.decontaminate import BENCHMARKS
 from distill.curate.formats import Source, input_record
+from distill.curate.selection import histogram
 
 # ---------------------------------------------------------------- phase B: set filters
 
@@ -29,6 +30,8 @@ class Selection:
     dropped: Counter = field(default_factory=Counter)  # set-filter reason -> rows
     ledger: list[dict[str, str]] = field(default_factory=list)  # rows the set filters dropped
     examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    rates: dict[str, tuple[int, int]] = field(default_factory=dict)  # prompt id -> (correct, samples)
+    majority: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference=majority: prompt id -> vote
 
 
 def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> dict[str, Any]:
@@ -38,9 +41,10 @@ def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> 
     dropped.update(selection.dropped)
     rows = sum(s["rows"] for s in unit_stats)
     kept = len(lengths)
-    counts = {"input_rows": rows, "kept": kept, "dropped": {f: dropped.get(f, 0) for f in cfg.filters}}
+    reasons = cfg.filters + (["not_selected"] if cfg.select.active else [])
+    counts = {"input_rows": rows, "kept": kept, "dropped": {f: dropped.get(f, 0) for f in reasons}}
     assert kept + sum(dropped.values()) == rows, f"accounting: {kept} kept + {dict(dropped)} != {rows} rows"
-    assert not set(dropped) - set(cfg.filters), f"a drop reason outside the chain: {dict(dropped)}"
+    assert not set(dropped) - set(reasons), f"a drop reason outside the chain: {dict(dropped)}"
     examples = merge_examples(unit_stats, selection)
     total = f"{rows:,} traces (exploded from {plan['rows']:,} input rows)" if plan["rows"] != rows else \
         f"{rows:,} input rows"
@@ -56,10 +60,50 @@ def build_report(cfg, source, plan, unit_stats, selection, lengths, started) -> 
         "code": merge_code_report(unit_stats, selection, cfg.filters),
         "tokens": dataset_stats(lengths, counted_with(cfg, unit_stats)),
         "kept_by": merge_kept(selection),
+        "selection": selection_report(cfg, unit_stats, selection),
         "units": {"total": len(unit_stats), "resumed": sum(s.get("resumed", False) for s in unit_stats)},
         "started_at": started,
         "finished_at": now(),
     }
+
+
+def selection_report(cfg: CurateConfig, unit_stats, selection: Selection) -> dict[str, Any]:
+    """What decided the selection: the pass-rate histogram (all prompts graded, and those kept), the select
+    step, the unverified rows kept (answer_filter off) and the majority-vote references."""
+    import numpy as np
+
+    alive = np.concatenate(selection.keep) if selection.keep else np.zeros(0, dtype=bool)
+    kept_prompts = set(selection.table["prompt_id"][alive]) if len(alive) else set()
+    rates = selection.rates
+    out: dict[str, Any] = {
+        "pass_rate": {"measured_on": cfg.pass_rate.source or "the traces curated", "prompts_graded": len(rates),
+                      "histogram": histogram(rates),
+                      "histogram_kept": histogram({k: v for k, v in rates.items() if k in kept_prompts}),
+                      "min": cfg.pass_rate.min, "max": cfg.pass_rate.max},
+        "select": {"active": cfg.select.active, "by": cfg.select.by, "budget": cfg.select.budget,
+                   "seed": cfg.select.seed, "not_selected": selection.dropped.get("not_selected", 0)},
+        "answer_filter": "on" if cfg.answer_filter else "off",
+    }
+    if not cfg.answer_filter:
+        verified = sum((Counter(s.get("verified", {})) for s in unit_stats), Counter())
+        unverified = int((~selection.table["verified"][alive].astype(bool)).sum()) if len(alive) else 0
+        out["verified"] = {"kept_verified": int(alive.sum()) - unverified, "kept_unverified": unverified,
+                           "staged": dict(verified)}
+    if cfg.reference == "majority":
+        votes = selection.majority.values()
+        with_ref = {k for k, v in selection.majority.items() if v["answer"] is not None}
+        graded = sum(s.get("majority_graded", 0) for s in unit_stats)
+        out["majority"] = {
+            "prompts_voted": len(selection.majority), "references": len(with_ref),
+            "ties": sum(v["answer"] is None and v["votes"] > 0 for v in votes),
+            "no_answers": sum(v["votes"] == 0 for v in votes),
+            "mean_agreement": round(sum(v["agreement"] for v in votes if v["answer"] is not None)
+                                    / max(1, len(with_ref)), 4),
+            "rows_graded_by_majority": graded,
+            "rows_kept_graded_by_majority": int(sum(1 for pid in selection.table["prompt_id"][alive]
+                                                    if pid in with_ref)) if len(alive) else 0,
+            "file": "majority_references.jsonl"}
+    return out
 
 
 def counted_with(cfg: CurateConfig, unit_stats) -> str:

@@ -39,6 +39,7 @@ from distill.curate.dedup import near_duplicate_prompts, over_cap
 from distill.curate.filters import (
     FILTERS,
     DuplicateParams,
+    PassRateParams,
     PerPromptCapParams,
 )
 from distill.curate.formats import (
@@ -52,13 +53,15 @@ from distill.curate.formats import (
     write_hub,
 )
 from distill.curate.report import Selection, build_report, print_curate_summary, write_card
+from distill.curate.selection import choose, majority_references, pass_rates
 
 WORK = ".curate"
 # trace columns curate reads besides TRACE_REQUIRED; the rest of TRACE (sample, model, ...) is not needed and may be absent
 OPTIONAL = ("problem", "answer", "source", "messages", "teacher", "prompt_tokens", "completion_tokens",
             "tests", "entry_point", "language")  # the last three: code rows (schema.CODE)
 # curate's own outputs in OUT, removed by --force (nothing else there is touched)
-OUTPUTS = (DATA, REJECTED, CURATION_REPORT, "README.md", "token_lengths.png", MANIFEST, WORK)
+MAJORITY = "majority_references.jsonl"  # reference=majority: each voted prompt's answer, votes, agreement
+OUTPUTS = (DATA, REJECTED, CURATION_REPORT, "README.md", "token_lengths.png", MANIFEST, MAJORITY, WORK)
 
 
 def run(cfg: CurateConfig) -> Path:
@@ -79,18 +82,21 @@ def run(cfg: CurateConfig) -> Path:
         manifest = dict(stage="curate", config=to_dict(cfg), inputs=source.lineage_inputs, started_at=started,
                         extra={"input_fingerprint": plan["fingerprint"], "input": input_record(source.layout)})
         write_manifest(out, status="running", **manifest)
+        # ------------------------------------------------------------ references by majority vote, if asked
+        majority = majority_pass(out, cfg, plan)
         # ------------------------------------------------------------ row filters, in parallel, resumable
-        unit_stats = run_units(out, cfg, plan, stop)
+        unit_stats = run_units(out, cfg, plan, stop, {k: v["answer"] for k, v in majority.items() if v["answer"]})
         if stop.requested:  # the finished units are committed: the re-run picks up from them
             stop_curate(out, manifest, plan, unit_stats, stop.signum)
         # ------------------------------------------------------------ set filters over the survivors
-        selection = select(out, cfg, plan)
+        selection = select(out, cfg, plan, majority)
         if stop.requested:
             stop_curate(out, manifest, plan, unit_stats, stop.signum)
         # ------------------------------------------------------------ output, report, card
         lengths = write_dataset(out, cfg, plan, selection)
         report = build_report(cfg, source, plan, unit_stats, selection, lengths, started)
         write_card(out, cfg, source, report, lengths)
+        manifest["extra"]["selection"] = report["selection"]  # pass rates, select step, verified, majority
         write_manifest(out, status="complete", counts=report["counts"], **manifest)
         shutil.rmtree(out / WORK, ignore_errors=True)
     print_curate_summary(out, report)
@@ -280,8 +286,8 @@ def jsonl_ranges(path: Path, unit_rows: int) -> list[tuple[int, int, int]]:
 # ---------------------------------------------------------------- phase A: row filters in worker processes
 
 
-def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any], stop: StopOnSignal | None = None
-              ) -> list[dict[str, Any]]:
+def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any], stop: StopOnSignal | None = None,
+              references: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Run every unit not yet committed, on `num_proc` processes with a bounded number in flight; return the
     stats of all units (resumed ones included). On a stop request no unit is started; those running finish."""
     work = out / WORK
@@ -291,7 +297,7 @@ def run_units(out: Path, cfg: CurateConfig, plan: dict[str, Any], stop: StopOnSi
         get_logger().info(f"resuming: {len(done)} of {len(plan['units'])} work units already done")
     num_proc = cfg.num_proc or os.cpu_count() or 1
     has_code = any("tests" in u["columns"] for u in todo)
-    spec = worker.WorkerSpec.build(cfg, has_code, num_proc) if todo else None
+    spec = worker.WorkerSpec.build(cfg, has_code, num_proc, references) if todo else None
     kill_after = int(os.environ.get("_DISTILL_TEST_KILL_AFTER_UNITS", "0"))  # test hook: simulate kill -9
     rows_of = {u["index"]: u["rows"] for u in plan["units"]}  # input rows (a row may hold k traces)
     with progress("curate", total=plan["rows"], unit="rows") as bar:
@@ -321,26 +327,34 @@ def stats_path(work: Path, unit: dict[str, Any]) -> Path:
     return work / f"unit-{unit['index']:05d}.json"
 
 
-SMALL_COLUMNS = ["id", "prompt_id", "num_tokens", "completion_key", "teacher", "source", "kind", "task"]
+SMALL_COLUMNS = ["id", "prompt_id", "num_tokens", "completion_key", "teacher", "source", "kind", "task", "verified"]
 
 
-def select(out: Path, cfg: CurateConfig, plan: dict[str, Any]) -> Selection:
-    """Apply the set filters, in the configured order, over the staged survivors of every unit."""
+def select(out: Path, cfg: CurateConfig, plan: dict[str, Any], majority: dict[str, Any] | None = None) -> Selection:
+    """Apply the set filters, in the configured order, over the staged survivors of every unit; then the
+    select step (a budget, shortest_correct), whose left-out rows are `not_selected`."""
     import numpy as np
 
     table = worker.read_staged(out / WORK, plan["units"], SMALL_COLUMNS)
     sizes = table.pop("_sizes")
     alive = np.ones(len(table["id"]), dtype=bool)
-    selection = Selection(table=table)
+    rates = prompt_rates(out, cfg, plan, majority or {})
+    selection = Selection(table=table, rates=rates, majority=majority or {})
     for name in (f for f in cfg.filters if FILTERS[f].kind == "set"):
         params = cfg.params(name)
         if name == "duplicate":
             drops = duplicate_rows(out, plan, table, alive, params)
+        elif name == "pass_rate":
+            drops = pass_rate_rows(table, alive, rates, params)
         else:
             drops = cap_rows(table, alive, params)
         for pos, detail in drops:
             alive[pos] = False
             record_drop(selection, name, table["id"][pos], table["prompt_id"][pos], detail)
+    if cfg.select.active:
+        for pos, detail in choose([int(p) for p in alive.nonzero()[0]], table, rates, cfg.select):
+            alive[pos] = False
+            record_drop(selection, "not_selected", table["id"][pos], table["prompt_id"][pos], detail)
     bounds = np.cumsum([0] + sizes)
     selection.keep = [alive[bounds[i] : bounds[i + 1]] for i in range(len(sizes))]
     return selection
@@ -382,6 +396,76 @@ def duplicate_rows(out: Path, plan: dict[str, Any], table: dict[str, Any], alive
     return sorted(drops)
 
 
+def pass_rate_rows(table: dict[str, Any], alive, rates: dict[str, tuple[int, int]], params: PassRateParams):
+    """Rows of prompts whose pass rate lies outside [min, max]; a prompt without one (nothing graded) stays."""
+    drops = []
+    for pos in map(int, alive.nonzero()[0]):
+        c_n = rates.get(table["prompt_id"][pos])
+        if c_n and not params.min <= c_n[0] / c_n[1] <= params.max:
+            drops.append((pos, f"pass rate {c_n[0]}/{c_n[1]} = {c_n[0] / c_n[1]:.2f} outside "
+                               f"[{params.min:g}, {params.max:g}]"))
+    return drops
+
+
+# ---------------------------------------------------------------- graded samples: pass rates and majority votes
+
+
+def prompt_rates(out: Path, cfg: CurateConfig, plan: dict[str, Any], majority: dict[str, Any]
+                 ) -> dict[str, tuple[int, int]]:
+    """Per prompt (correct, samples): over every trace curate read, or over pass_rate.source's traces (graded
+    against the same references, majority ones included)."""
+    if cfg.pass_rate.source is None:
+        return pass_rates(worker.read_samples(out / WORK, plan["units"]))
+
+    def measure() -> dict[str, tuple[int, int]]:
+        references = {k: v["answer"] for k, v in majority.items() if v["answer"]}
+        samples = grade_all(out, cfg, find_source(cfg.pass_rate.source), references=references)
+        return pass_rates((s["prompt_id"], s["correct"]) for s in samples)
+
+    return {pid: (c, n) for pid, (c, n) in staged_json(out / WORK / "pass_rate_source.json", measure).items()}
+
+
+def majority_pass(out: Path, cfg: CurateConfig, plan: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """reference=majority: every sample's answer is read once (no filter runs), and each prompt without a reference
+    gets the majority answer of its samples; kept under OUT/.curate/ so a resumed run does not vote again."""
+    if cfg.reference != "majority":
+        return {}
+
+    def vote() -> dict[str, dict[str, Any]]:
+        ballots: dict[str, list[str | None]] = {}
+        for s in grade_all(out, cfg, None, plan, task="ballot"):  # the traces without a reference of their own
+            ballots.setdefault(s["prompt_id"], []).append(s["answer"])
+        return majority_references(ballots, cfg.wrong_answer.timeout)
+
+    return staged_json(out / WORK / "majority.json", vote)
+
+
+def grade_all(out: Path, cfg: CurateConfig, source: Source | None, plan: dict[str, Any] | None = None,
+              references: dict[str, str] | None = None, task: str = "grade") -> list[dict[str, Any]]:
+    """The verdict and answer of every trace of `source` (or of this run's plan), on num_proc processes; with
+    task="ballot" only the answers of the traces without a reference, ungraded."""
+    units = plan["units"] if plan is not None else plan_units(source.files, cfg.unit_rows,
+                                                              input_layout(source, cfg))
+    num_proc = cfg.num_proc or os.cpu_count() or 1
+    spec = worker.WorkerSpec.build(cfg, False, num_proc, references, grade_only=True)
+    samples, rows_of = [], {u["index"]: u["rows"] for u in units}
+    with progress(task, total=sum(rows_of.values()), unit="rows") as bar:
+        for result in worker.map_units(spec, units, str(out / WORK), num_proc, task=task):
+            samples.extend(result["samples"])
+            bar.advance(rows_of[result["index"]])
+    return samples
+
+
+def staged_json(path: Path, compute):
+    """compute(), kept in `path` (a resumed run reads it back instead)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(value))
+    return json.loads(json.dumps(value))
+
+
 def cap_rows(table: dict[str, Any], alive, params: PerPromptCapParams):
     live = [int(p) for p in alive.nonzero()[0]]
     rows = [(table["id"][p], table["prompt_id"][p], int(table["num_tokens"][p])) for p in live]
@@ -399,8 +483,12 @@ def write_dataset(out: Path, cfg: CurateConfig, plan: dict[str, Any], selection:
     tmp = out / WORK / DATA
     shutil.rmtree(tmp, ignore_errors=True)
     with progress("write", total=int(sum(k.sum() for k in selection.keep)), unit="examples") as bar:
-        lengths = worker.write_selected(out / WORK, plan["units"], selection.keep, tmp, cfg.shard_rows, bar.advance)
+        lengths = worker.write_selected(out / WORK, plan["units"], selection.keep, tmp, cfg.shard_rows, bar.advance,
+                                        extra=() if cfg.answer_filter else ("verified",))
     shutil.rmtree(out / DATA, ignore_errors=True)
     os.replace(tmp, out / DATA)
     worker.write_ledger(out / WORK, plan["units"], selection.ledger, out / REJECTED)
+    if selection.majority:
+        atomic_write_text(out / MAJORITY, "".join(json.dumps({"prompt_id": k, **v}) + "\n"
+                                                  for k, v in selection.majority.items()))
     return lengths

@@ -7,6 +7,8 @@ A unit's files in the work dir (all written to a temp name and renamed; the stat
     unit-00003.rows.parquet     survivors: the SFT example + completion_key, teacher, kind (for the set filters)
     unit-00003.dropped.parquet  id, prompt_id, reason, detail of every row a row filter dropped
     unit-00003.prompts.parquet  prompt_id + MinHash signature of each surviving prompt (near-duplicate search)
+    unit-00003.samples.parquet  prompt_id, id, correct, answer of every trace read, kept or not (pass_rate, select,
+                                majority references)
     unit-00003.json             stats; its presence means the unit is done
 """
 
@@ -39,9 +41,12 @@ from distill.grading.answers import normalize_tags
 from distill.grading.sandbox import check_sandbox
 
 STAGED = pa.schema(list(SFT_EXAMPLE) + [("completion_key", pa.int64()), ("teacher", pa.string()),
-                                        ("kind", pa.string()), ("task", pa.string())])
+                                        ("kind", pa.string()), ("task", pa.string()), ("verified", pa.bool_())])
 DROPPED = pa.schema([("id", pa.string()), ("prompt_id", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 SIGNATURES = pa.schema([("prompt_id", pa.string()), ("signature", pa.list_(pa.uint32()))])
+SAMPLES = pa.schema([("prompt_id", pa.string()), ("id", pa.string()), ("correct", pa.bool_()),
+                     ("answer", pa.string())])
+ANSWER_FILTERS = ("no_answer", "wrong_answer")  # what answer_filter=off switches off
 
 
 @dataclass
@@ -54,9 +59,11 @@ class WorkerSpec:
     reasoning: frozenset[str] = frozenset()
     row_chain: list[str] = field(default_factory=list)
     sandbox_workers: int = 1  # sandboxes one worker process runs at once (code rows)
+    references: dict[str, str] = field(default_factory=dict)  # reference=majority: prompt id -> majority answer
 
     @classmethod
-    def build(cls, cfg, has_code: bool = False, num_proc: int = 1) -> WorkerSpec:
+    def build(cls, cfg, has_code: bool = False, num_proc: int = 1, references: dict[str, str] | None = None,
+              grade_only: bool = False) -> WorkerSpec:
         if has_code and curate_code.wants_sandbox(cfg.filters):
             check_sandbox()  # no bubblewrap: one line naming the package, before any work starts
         elif has_code:
@@ -64,7 +71,7 @@ class WorkerSpec:
                                  "their programs are kept without being run")
 
         index = None
-        if "contaminated" in cfg.filters:
+        if "contaminated" in cfg.filters and not grade_only:
             p = cfg.contaminated
             index = NgramIndex(load_eval_sets(p.benchmarks, cfg.eval_data_dir, p.files), p.ngram)
         if cfg.tokenizer:
@@ -74,8 +81,10 @@ class WorkerSpec:
             index=index,
             non_reasoning=frozenset([t.name for t in TEACHERS.values() if not t.reasoning] + cfg.non_reasoning_teachers),
             reasoning=frozenset(t.name for t in TEACHERS.values() if t.reasoning),
-            row_chain=[f for f in cfg.filters if FILTERS[f].kind == "row"],
+            row_chain=[f for f in cfg.filters if FILTERS[f].kind == "row"
+                       and (cfg.answer_filter or f not in ANSWER_FILTERS)],
             sandbox_workers=curate_code.sandbox_workers(num_proc),
+            references=references or {},
         )
 
 
@@ -94,12 +103,13 @@ def _init_worker(spec: WorkerSpec) -> None:
     _init(spec)
 
 
-def _run(unit_and_dir: tuple[dict[str, Any], str]) -> dict[str, Any]:
-    unit, work = unit_and_dir
-    return process_unit(unit, Path(work))
+def _run(unit_and_dir: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
+    unit, work, task = unit_and_dir
+    return TASKS[task](unit, Path(work))
 
 
-def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, num_proc: int) -> Iterator[dict]:
+def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, num_proc: int,
+              task: str = "filter") -> Iterator[dict]:
     """Process units, yielding each one's stats as it finishes; at most 2 x num_proc units in flight, so
     memory stays bounded however large the input. One process (num_proc=1) runs them in this one."""
     if not units:
@@ -107,7 +117,7 @@ def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, n
     if num_proc <= 1 or len(units) == 1:
         _init(spec)
         for unit in units:
-            yield process_unit(unit, Path(work))
+            yield TASKS[task](unit, Path(work))
         return
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -124,7 +134,7 @@ def map_units(spec: WorkerSpec | None, units: list[dict[str, Any]], work: str, n
         try:
             while pending or running:
                 while pending and len(running) < 2 * num_proc:
-                    running.add(ex.submit(_run, (pending.pop(), work)))
+                    running.add(ex.submit(_run, (pending.pop(), work, task)))
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     yield future.result()
@@ -156,6 +166,8 @@ def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
             if v[1] is None:
                 v[1], v[2] = check_row(v[0], spec, stats, after, count=False)
     curate_code.count_outcomes(stats, [(cand, reason) for cand, reason, _ in verdicts])
+    samples = [sample_record(cand, spec) for cand, _, _ in verdicts]
+    stats["majority_graded"] = sum(cand.prompt_id in spec.references for cand, _, _ in verdicts)
     for (cand, reason, _), source_correct in zip(verdicts, sources, strict=True):
         if source_correct is not None:
             key = verdict_key(source_correct, reason, "method" in cand.grader)
@@ -165,7 +177,8 @@ def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
             dropped.append({"id": cand.id, "prompt_id": cand.prompt_id, "reason": reason, "detail": detail})
             count_drop(stats, reason, cand.id, detail)
             continue
-        kept.append(staged_row(cand))
+        kept.append(staged_row(cand, spec))
+        stats["verified"][str(kept[-1]["verified"]).lower()] += 1
         if cand.prompt_id not in signatures and wants_signatures(spec):
             signatures[cand.prompt_id] = prompt_signature(cand, spec)
     stats["kept"] = len(kept)
@@ -173,13 +186,40 @@ def process_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
     stats["cpu_seconds"] = round(time.process_time() - started, 3)  # this worker's own CPU (judges not included)
     stats["token_estimates"] = _STATE["count"].estimates
     _STATE["count"].estimates = 0
-    commit_unit(work, unit, kept, dropped, signatures, stats)
+    commit_unit(work, unit, kept, dropped, signatures, stats, samples)
     return stats
+
+
+def grade_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Only the verdict and answer of every trace of a unit, no filter: the majority vote's ballots, and the
+    samples of a pass_rate.source dir. Nothing is staged: the caller keeps the (small) result."""
+    spec: WorkerSpec = _STATE["spec"]
+    samples = [sample_record(make_candidate(row, spec), spec) for row in read_unit(unit)]
+    return {"index": unit["index"], "samples": samples}
+
+
+def ballot_unit(unit: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The majority vote's ballots: the final answer of every trace whose prompt has no reference (none graded)."""
+    spec: WorkerSpec = _STATE["spec"]
+    cands = (make_candidate(row, spec) for row in read_unit(unit))
+    samples = [{"prompt_id": c.prompt_id, "answer": None if c.is_code else c.final_answer}
+               for c in cands if c.reference is None]
+    return {"index": unit["index"], "samples": samples}
+
+
+TASKS = {"filter": process_unit, "grade": grade_unit, "ballot": ballot_unit}
+
+
+def sample_record(cand: Candidate, spec: WorkerSpec) -> dict[str, Any]:
+    """What pass_rate and select need of every trace, whatever the filters did with it."""
+    return {"prompt_id": cand.prompt_id, "id": cand.id, "correct": cand.correct(spec.cfg.wrong_answer.timeout),
+            "answer": None if cand.is_code else cand.final_answer}
 
 
 def new_stats(unit: dict[str, Any]) -> dict[str, Any]:
     return {"index": unit["index"], "rows": 0, "kept": 0, "dropped": Counter(), "examples": {}, "grader": Counter(),
-            "contamination": {}, "completion_tokens": 0, "token_estimates": 0, "source_labels": {}}
+            "contamination": {}, "completion_tokens": 0, "token_estimates": 0, "source_labels": {},
+            "verified": Counter(), "majority_graded": 0}
 
 
 def count_drop(stats: dict[str, Any], reason: str, row_id: str, detail: str) -> None:
@@ -241,7 +281,8 @@ def make_candidate(row: dict[str, Any], spec: WorkerSpec) -> Candidate:
     return Candidate(
         id=str(row["id"]), prompt_id=str(row["prompt_id"]), source=row.get("source"), teacher=teacher,
         finish_reason=row.get("finish_reason") or "error", problem=problem,
-        reference=str(row["answer"]) if row.get("answer") not in (None, "") else None,
+        reference=str(row["answer"]) if row.get("answer") not in (None, "")
+        else spec.references.get(str(row["prompt_id"])),  # reference=majority
         user=user_turn(row.get("messages"), problem), completion=completion, is_reasoning=is_reasoning,
         reasoning=reasoning, answer_text=answer_text, count_tokens=_STATE["count"],
         prompt_tokens=int(row.get("prompt_tokens") or 0), completion_tokens=int(row.get("completion_tokens") or 0),
@@ -298,8 +339,9 @@ def contamination(cand: Candidate, spec: WorkerSpec, stats: dict[str, Any]) -> s
     return f"shares {spec.index.n}-grams with {name} problem #{i} ({overlap:.0%} of its n-grams)"
 
 
-def staged_row(cand: Candidate) -> dict[str, Any]:
+def staged_row(cand: Candidate, spec: WorkerSpec) -> dict[str, Any]:
     return {
+        "verified": bool(cand.correct(spec.cfg.wrong_answer.timeout)),
         "id": cand.id, "prompt_id": cand.prompt_id, "source": cand.source,
         "messages": [{"role": "user", "content": cand.user}, {"role": "assistant", "content": cand.assistant}],
         "num_tokens": cand.num_tokens, "completion_key": completion_key(cand.assistant), "teacher": cand.teacher,
@@ -369,8 +411,9 @@ def _write_atomic(table: pa.Table, path: Path, compression: str = "lz4") -> None
         pq.write_table(table, tmp, compression=compression)
 
 
-def commit_unit(work: Path, unit, kept, dropped, signatures, stats) -> None:
+def commit_unit(work: Path, unit, kept, dropped, signatures, stats, samples=()) -> None:
     """Staged files first, the stats file last: a unit without stats is redone in full on resume."""
+    _write_atomic(pa.Table.from_pylist(list(samples), schema=SAMPLES), unit_file(work, unit, "samples"))
     _write_atomic(pa.Table.from_pylist(kept, schema=STAGED), unit_file(work, unit, "rows"))
     _write_atomic(pa.Table.from_pylist(dropped, schema=DROPPED), unit_file(work, unit, "dropped"))
     sig_rows = [{"prompt_id": k, "signature": v} for k, v in signatures.items()]
@@ -396,9 +439,11 @@ def read_signatures(work: Path, units) -> Iterator[tuple[str, Any]]:
             yield pid, np.asarray(sig, dtype=np.uint32)
 
 
-def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, advance=lambda n: None):
-    """Copy the kept staged rows into `train-%05d.parquet` shards (SFT_EXAMPLE; an empty dataset still gets
-    one empty shard, so that it loads); returns the num_tokens of the rows written."""
+def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, advance=lambda n: None,
+                   extra: tuple[str, ...] = ()):
+    """Copy the kept staged rows into `train-%05d.parquet` shards (SFT_EXAMPLE, plus the staged columns named
+    in `extra`; an empty dataset still gets one empty shard, so that it loads); returns the num_tokens of the
+    rows written."""
     import numpy as np
 
     out_dir.mkdir(parents=True)
@@ -411,7 +456,8 @@ def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, adva
         index += 1
 
     for unit, mask in zip(units, keep, strict=True):
-        table = pq.read_table(unit_file(work, unit, "rows"), columns=SFT_EXAMPLE.names).filter(pa.array(mask))
+        table = pq.read_table(unit_file(work, unit, "rows"), columns=SFT_EXAMPLE.names + list(extra))
+        table = table.filter(pa.array(mask))
         lengths.append(table.column("num_tokens").to_numpy())
         advance(table.num_rows)
         pending.append(table)
@@ -420,7 +466,8 @@ def write_selected(work: Path, units, keep, out_dir: Path, shard_rows: int, adva
             flush(merged.slice(0, shard_rows))
             merged = merged.slice(shard_rows)
         pending = [merged]
-    rest = pa.concat_tables(pending) if pending else SFT_EXAMPLE.empty_table()
+    empty = pa.schema(list(SFT_EXAMPLE) + [STAGED.field(c) for c in extra]).empty_table()
+    rest = pa.concat_tables(pending) if pending else empty
     if rest.num_rows or index == 0:
         flush(rest)
     return np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
@@ -431,3 +478,10 @@ def write_ledger(work: Path, units, set_drops: list[dict[str, str]], path: Path)
     tables.append(pa.Table.from_pylist(set_drops, schema=DROPPED))
     _write_atomic(pa.concat_tables(tables), path)
 
+
+
+def read_samples(work: Path, units) -> Iterator[tuple[str, bool | None]]:
+    """(prompt_id, correct) of every trace the units read, kept or dropped."""
+    for unit in units:
+        table = pq.read_table(unit_file(work, unit, "samples"), columns=["prompt_id", "correct"])
+        yield from zip(table.column("prompt_id").to_pylist(), table.column("correct").to_pylist(), strict=True)
