@@ -3,7 +3,7 @@
     python benchmarks/grader_agreement.py                # real traces + the equivalent-form corpus
     python benchmarks/grader_agreement.py --no-real      # the corpus only
 
-1. Real labels: the 640 Sky-T1 traces of ../shared/data/real_traces, graded by `distill.answers` (tags
+1. Real labels: the 640 Sky-T1 traces of ../shared/data/real_traces, graded by `distill.grading.answers` (tags
    normalised to `<think>`), against the label the source's own evaluator gave (finished traces, and all).
 2. Equivalent forms: every MATH-500, AIME 2024 and AIME 2025 reference, written the ways a model writes it
    (`\\dfrac`, spacing, `x =`/`AB =` labels, chains `n = 4 + 1 = 5`, `\\approx`, decimals, thousands separators,
