@@ -18,6 +18,7 @@ from distill.demo import DemoConfig, demo  # noqa: E402
 from distill.errors import DistillError  # noqa: E402
 from distill.evaluate import EvalConfig, evaluate  # noqa: E402
 from distill.generate import GenerateConfig, generate  # noqa: E402
+from distill.opd import OPDRecipe, opd  # noqa: E402
 from distill.plan import PlanConfig, plan  # noqa: E402
 from distill.sft import SFTRecipe, load_recipe, sft  # noqa: E402
 
@@ -25,4 +26,5 @@ __all__ = [
     "__version__", "DistillError",
     "generate", "GenerateConfig", "curate", "CurateConfig", "sft", "SFTRecipe", "load_recipe",
     "evaluate", "EvalConfig", "demo", "DemoConfig", "plan", "PlanConfig",
+    "opd", "OPDRecipe",
 ]

@@ -195,6 +195,23 @@ def sft_command(
     sft(load_recipe(recipe, overrides))
 
 
+@app.command(name="opd")
+def opd_command(
+    recipe: str = typer.Argument(..., help="Recipe YAML (recipes/opd/*.yaml): student, teacher, prompts, loss, "
+                                 "generation, opd, lora, launch."),
+    output_dir: str | None = typer.Option(None, "--output-dir", help="Where the model goes (overrides output_dir)."),
+    force: bool = typer.Option(False, "--force", help="Train into an output dir that holds another recipe's run."),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
+) -> None:
+    """On-policy distillation: the student samples, a same-vocabulary teacher scores every token (reverse KL)."""
+    from distill.opd import load_recipe, opd
+
+    _log_json(log_json)
+    overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
+    opd(load_recipe(recipe, overrides))
+
+
 def _ev(name: str) -> str:
     from distill.evaluate import EvalConfig
 
