@@ -317,3 +317,25 @@ def test_bad_input_is_one_line_and_writes_nothing(case, student0, smollm2, promp
     }[case]
     assert all(s in error for s in expected), error
     assert not out.exists(), "a refused run wrote its output dir"
+
+
+# ---------------------------------------------------------------- recipes
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes" / "opd").glob("*.yaml")), ids=lambda p: p.name)
+def test_opd_recipe_parses_and_trl_accepts_it(path: Path, tmp_path):
+    from types import SimpleNamespace
+
+    from distill.launch import read_accelerate_config
+    from distill.opd.recipe import load_recipe
+    from distill.opd.run import distillation_config, resolve_args
+
+    recipe = load_recipe(path)
+    served = SimpleNamespace(root="http://localhost:8000") if recipe.teacher.base_url else None
+    distillation_config(resolve_args(recipe), recipe, tmp_path, served)  # TRL accepts every value
+    if recipe.launch.accelerate_config:
+        read_accelerate_config(str(REPO / recipe.launch.accelerate_config))
+    header = path.read_text().split("\n# Model")[0]
+    assert f"distill opd recipes/opd/{path.name}" in header, "the header must give the exact command"
+    assert "Hardware:" in header and "Prerequisites:" in header
+    assert f"`opd/{path.name}`" in (REPO / "recipes" / "README.md").read_text()

@@ -70,29 +70,29 @@ class ServedTeacher:
         raise DistillError(f"the teacher server serves {', '.join(served[:8])}, not '{wanted}'; set teacher.name")
 
     def check(self, tokenizer: Any, probe_ids: list[int]) -> None:
-        """The server tokenizes like the student (so ids mean the same tokens) and returns prompt
-        log-probabilities (so no position is scored as nothing)."""
-        self._check_tokenizer(tokenizer, tokenizer.decode(probe_ids))
+        """Token ids mean the same strings to the server as to the student, and the server returns prompt
+        log-probabilities (so no position is ever scored as nothing)."""
+        self._check_vocabulary(tokenizer, probe_ids)
         self.get_sequence_logprobs([probe_ids], [max(1, len(probe_ids) - 4)], 1, 1.0)
 
-    def _check_tokenizer(self, tokenizer: Any, text: str) -> None:
-        # vLLM's /tokenize sits at the server root, beside /v1; a server without it cannot be checked this way
+    def _check_vocabulary(self, tokenizer: Any, probe_ids: list[int]) -> None:
+        # Ids, not texts: a teacher may have tokens the student lacks (QwQ writes </think> as one token of its
+        # own, the Qwen2.5 students in pieces), so the same text may tokenize differently while every id the
+        # student can sample still means the same string. vLLM's /detokenize (at the server root, beside /v1)
+        # decodes ids with the served tokenizer; a sample across the whole vocabulary plus every added token.
+        step = max(1, len(tokenizer) // 2048)
+        ids = probe_ids + list(range(0, len(tokenizer), step)) + sorted(tokenizer.get_added_vocab().values())
         try:
-            body = self._call("POST", self.root + "/tokenize",
-                              {"model": self.model, "prompt": text, "add_special_tokens": False}, retries=2)
+            body = self._call("POST", self.root + "/detokenize", {"model": self.model, "tokens": ids}, retries=2)
         except DistillError as err:
-            get_logger().warning(f"the teacher server cannot tokenize ({err}); vocabulary not checked: set "
+            get_logger().warning(f"the teacher server cannot detokenize ({err}); vocabulary not checked: set "
                                  "teacher.tokenizer to check it from the teacher's tokenizer")
             return
-        ours = tokenizer(text, add_special_tokens=False)["input_ids"]
-        theirs = body.get("tokens")
-        if theirs != ours:
-            at = next((i for i, (a, b) in enumerate(zip(ours, theirs or [], strict=False)) if a != b),
-                      min(len(ours), len(theirs or [])))
+        if body.get("prompt") != tokenizer.decode(ids):
             raise DistillError(f"the teacher '{self.model}' at {self.url} does not share the student's vocabulary: "
-                               f"the same prompt tokenizes differently from token {at} on "
-                               f"({ours[at:at + 3]} vs {(theirs or [])[at:at + 3]}); serve a teacher of the "
-                               "student's model family (same tokenizer)")
+                               f"{len(ids):,} token ids decode to other text there than in the student's "
+                               f"tokenizer '{tokenizer.name_or_path}'; serve a teacher of the student's model family "
+                               "(same tokenizer)")
 
     # ------------------------------------------------------------ scoring
 
