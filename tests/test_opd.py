@@ -339,3 +339,31 @@ def test_opd_recipe_parses_and_trl_accepts_it(path: Path, tmp_path):
     assert f"distill opd recipes/opd/{path.name}" in header, "the header must give the exact command"
     assert "Hardware:" in header and "Prerequisites:" in header
     assert f"`opd/{path.name}`" in (REPO / "recipes" / "README.md").read_text()
+
+
+# ---------------------------------------------------------------- helpers for demo and plan
+
+
+def test_the_demo_students_recipe_validates(tmp_path):
+    from distill.config import from_dict
+    from distill.opd.demo_student import on_policy_recipe
+    from distill.opd.recipe import OPDRecipe
+    from distill.opd.run import distillation_config, resolve_args
+
+    recipe = from_dict(OPDRecipe, on_policy_recipe(tmp_path / "opd", tmp_path / "a", tmp_path / "t",
+                                                   tmp_path / "train.jsonl", steps=40))
+    distillation_config(resolve_args(recipe), recipe, tmp_path, None)
+
+
+def test_plan_cost_names_every_assumption_and_compares_with_sft():
+    from distill.opd.cost import opd_cost
+
+    cost = opd_cost(student_params=7.6e9, teacher_params=32.8e9, prompts=20_000, samples_per_prompt=4,
+                    completion_tokens=8192, prompt_tokens=120, gpu_peak_flops=989.4e12, price_per_gpu_hour=2.0)
+    assert set(cost["stages"]) == {"rollouts", "teacher_scoring", "student_update"}
+    assert cost["total_gpu_hours"] == pytest.approx(sum(s["gpu_hours"] for s in cost["stages"].values()), abs=0.2)
+    assert cost["sft_same_prompts"]["gpu_hours"] > 0 and cost["total_cost"] == pytest.approx(
+        2 * cost["total_gpu_hours"], rel=1e-2)
+    assert all(a["source"] for a in cost["assumptions"].values())
+    # 4 rollouts of 8K tokens per prompt cost more than 3 epochs of SFT on one 6K trace per prompt
+    assert cost["total_gpu_hours"] > cost["sft_same_prompts"]["gpu_hours"]
