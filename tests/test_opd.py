@@ -280,6 +280,54 @@ def no_logprobs_server():
     server.shutdown()
 
 
+class _Flaky(BaseHTTPRequestHandler):
+    """Fails each scoring request with the statuses in `faults` first (one per attempt), then scores every token
+    with log-probability -1.5, as vLLM lays out prompt_logprobs."""
+
+    faults: list[int] = []
+    attempts = 0
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        _NoLogprobs._reply(self, 200, {"data": [{"id": "teacher"}]})
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        type(self).attempts += 1
+        if type(self).attempts <= len(self.faults):
+            return _NoLogprobs._reply(self, self.faults[type(self).attempts - 1], {"error": "injected"})
+        choices = [{"index": i, "text": "x", "prompt_logprobs": [None] + [
+            {str(t): {"logprob": -1.5, "rank": 1, "decoded_token": "t"}} for t in seq[1:]]}
+            for i, seq in enumerate(body["prompt"])]
+        _NoLogprobs._reply(self, 200, {"choices": choices})
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("faults, ok", [([503, 429, 500], True), ([503] * 5, False), ([401], False)])
+def test_served_teacher_retries_server_errors_and_never_scores_nothing(faults, ok):
+    from distill.errors import DistillError
+    from distill.opd.recipe import TeacherSpec
+    from distill.opd.teacher_server import ServedTeacher
+
+    handler = type("Handler", (_Flaky,), {"faults": faults, "attempts": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    spec = TeacherSpec(name="teacher", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                       max_retries=3, retry_backoff_s=0.01)
+    try:
+        teacher = ServedTeacher(spec, "teacher")
+        if ok:
+            scores = teacher.get_sequence_logprobs([[5, 6, 7, 8], [9, 10, 11]], [2, 1], 1, 1.0)
+            assert scores["actual_logprobs"] == [[[-1.5], [-1.5]], [[-1.5], [-1.5]]]
+            assert teacher.retries == 3
+        else:
+            with pytest.raises(DistillError, match="failed after 3 retries" if faults[0] == 503 else "401"):
+                teacher.get_sequence_logprobs([[5, 6, 7, 8]], [2], 1, 1.0)
+    finally:
+        server.shutdown()
+
+
 def bert_dir(path: Path, tokenizer_from: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig
 
