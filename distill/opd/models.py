@@ -22,7 +22,7 @@ from distill.errors import DistillError
 from distill.model_source import is_gguf, local_model, remote_code_error
 from distill.teachers import TEACHERS
 
-CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # the architectures that generate text token by token
 
 
 def teacher_model(spec: Any) -> str:
@@ -85,7 +85,7 @@ def check_causal_lm(config: Any, name: str, what: str) -> None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     archs = getattr(config, "architectures", None) or []
-    causal = (any(a.endswith(CAUSAL_SUFFIXES[:2]) for a in archs) if archs
+    causal = (any(a.endswith(CAUSAL_SUFFIXES) for a in archs) if archs
               else config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
     if not causal or getattr(config, "is_encoder_decoder", False):
         kind = ", ".join(archs) or config.model_type
