@@ -124,7 +124,7 @@ def test_in_process_teacher_lowers_the_reverse_kl_on_a_fixed_batch(distilled, st
     batch = fixed_batch(student0, smollm2, prompts)
     before, after = reverse_kl(student0, smollm2, batch), reverse_kl(out, smollm2, batch)
     print(f"reverse KL per token on the fixed batch: {before:.3f} before, {after:.3f} after 8 steps")
-    assert after < 0.8 * before, (before, after)
+    assert after < 0.9 * before, (before, after)  # measured 3.760 -> 2.897 (2026-12-06, torch 2.13 CPU)
 
 
 def test_the_output_dir_loads_with_its_chat_template_manifest_plot_and_summary(distilled, student0, smollm2,
