@@ -200,6 +200,22 @@ def test_sigterm_then_sigkill_then_resume_ends_at_the_same_step(student0, smollm
     assert json.loads((out / "manifest.json").read_text())["counts"]["steps"] == 6
 
 
+@pytest.mark.slow
+def test_relaunches_itself_under_accelerate_with_two_processes(student0, smollm2, prompts, tmp_path):
+    config = tmp_path / "cpu2.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
+                      "num_processes: 2\nmachine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\n")
+    out = tmp_path / "ddp"
+    proc = run_cli(*opd_args(student0, smollm2, prompts, out, "--set", "opd.max_steps=2", "--set",
+                             "opd.save_strategy=no", "--set", f"launch.accelerate_config={config}",
+                             "--set", "launch.num_processes=2"), env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "launching: accelerate.commands.launch" in proc.stderr and "-m distill opd" in proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["steps"] == 2
+    assert (out / "recipe.yaml").exists() and (out / "model.safetensors").exists()
+
+
 # ---------------------------------------------------------------- teacher behind a real vllm serve
 
 
