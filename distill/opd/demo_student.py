@@ -43,14 +43,14 @@ def on_policy_recipe(output_dir: Path, student: Path, teacher: Path, prompts: Pa
 
 
 def run_on_policy_student(output_dir: Path, student: Path, teacher: Path, prompts: Path, steps: int,
-                          seed: int = 0, max_tokens: int = 80) -> Path:
+                          seed: int = 0, max_tokens: int = 80, learning_rate: float = 1e-3) -> Path:
     """Train it through the public stage function, as a user would run `distill opd OUTPUT_DIR/recipe.yaml`."""
     import yaml
 
     from distill.config import from_dict
     from distill.opd import OPDRecipe, opd
 
-    recipe = on_policy_recipe(output_dir, student, teacher, prompts, steps, seed, max_tokens)
+    recipe = on_policy_recipe(output_dir, student, teacher, prompts, steps, seed, max_tokens, learning_rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "recipe.yaml").write_text(
         f"# the recipe `distill demo` trained this student with; re-run: distill opd {output_dir / 'recipe.yaml'}\n"
