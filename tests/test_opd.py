@@ -432,3 +432,12 @@ def test_plan_cost_names_every_assumption_and_compares_with_sft():
     assert all(a["source"] for a in cost["assumptions"].values())
     # 4 rollouts of 8K tokens per prompt cost more than 3 epochs of SFT on one 6K trace per prompt
     assert cost["total_gpu_hours"] > cost["sft_same_prompts"]["gpu_hours"]
+
+
+def test_the_student_samples_at_its_own_temperature_and_the_loss_keeps_its_own(tmp_path):
+    from distill.opd.recipe import load_recipe
+    from distill.opd.run import distillation_config, resolve_args
+
+    recipe = load_recipe(TINY, ["generation.temperature=0.6", "opd.generation_kwargs={min_new_tokens: 4}"])
+    config = distillation_config(resolve_args(recipe), recipe, tmp_path, None)
+    assert config.temperature == 1.0 and config.generation_kwargs == {"min_new_tokens": 4, "temperature": 0.6}

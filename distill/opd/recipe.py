@@ -91,6 +91,8 @@ class GenerationSpec:
     max_tokens: int = option(1024, help="Max completion tokens per student sample.")
     samples_per_prompt: int = option(1, help="Student samples per prompt (each prompt is repeated this often).")
     top_p: float = option(1.0, help="Nucleus sampling of the student's samples.")
+    temperature: float | None = option(None, help="Sampling temperature of the student's samples; default: "
+                                       "loss.temperature (TRL samples and scores at one temperature). 0.6 is R1's.")
 
 
 @dataclass
@@ -113,6 +115,8 @@ class OPDRecipe:
             raise DistillError(f"loss.beta must be in [0, 1] (0 forward KL, 1 reverse KL), not {self.loss.beta}")
         if self.loss.temperature <= 0:
             raise DistillError(f"loss.temperature must be > 0, not {self.loss.temperature}")
+        if self.generation.temperature is not None and self.generation.temperature <= 0:
+            raise DistillError(f"generation.temperature must be > 0, not {self.generation.temperature}")
         if self.generation.max_tokens < 1 or self.generation.samples_per_prompt < 1:
             raise DistillError("generation.max_tokens and generation.samples_per_prompt must be at least 1")
         if self.teacher.base_url and self.loss.beta > 0 and self.loss.top_k != 1:

@@ -175,8 +175,15 @@ def distillation_config(args: dict[str, Any], recipe: OPDRecipe, out: Path, serv
     from trl import DistillationConfig
     from trl.experimental.server_distillation import ServerDistillationConfig
 
+    args = dict(args)
+    sampling = dict(args.pop("generation_kwargs", None) or {})
+    if recipe.generation.temperature is not None:
+        # TRL samples and scores at `temperature`; its generation_kwargs override the sampling side only, so the
+        # student can sample at R1's 0.6 while the loss compares the untempered distributions
+        sampling["temperature"] = recipe.generation.temperature
     fields = dict(output_dir=str(out), beta=recipe.loss.beta, temperature=recipe.loss.temperature,
-                  max_completion_length=recipe.generation.max_tokens, top_p=recipe.generation.top_p, **args)
+                  max_completion_length=recipe.generation.max_tokens, top_p=recipe.generation.top_p,
+                  generation_kwargs=sampling or None, **args)
     try:
         with warnings.catch_warnings():  # transformers 5.2x renames gradient_checkpointing; TRL keeps the old name
             warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6.*")
