@@ -20,6 +20,7 @@ from distill.curate import CurateConfig, curate
 from distill.demo import DemoConfig, demo
 from distill.eval import EvalConfig, evaluate
 from distill.generate import GenerateConfig, generate
+from distill.opd import OPDRecipe, opd
 from distill.plan import PlanConfig, plan
 from distill.sft import SFTRecipe, load_recipe, sft
 
@@ -27,4 +28,5 @@ __all__ = [
     "__version__", "DistillError",
     "generate", "GenerateConfig", "curate", "CurateConfig", "sft", "SFTRecipe", "load_recipe",
     "evaluate", "EvalConfig", "demo", "DemoConfig", "plan", "PlanConfig",
+    "opd", "OPDRecipe",
 ]

@@ -27,6 +27,8 @@ from distill.eval import evaluate as run_eval
 from distill.eval.config import EvalConfig
 from distill.generate import generate as run_generate
 from distill.generate.config import GenerateConfig
+from distill.opd import opd
+from distill.opd.recipe import load_recipe as load_opd_recipe
 from distill.plan import plan as run_plan
 from distill.plan.config import PlanConfig
 from distill.plan.report import print_plan
@@ -192,6 +194,21 @@ def sft_command(
     _log_json(log_json)
     overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
     sft(load_recipe(recipe, overrides))
+
+
+@app.command(name="opd")
+def opd_command(
+    recipe: str = typer.Argument(..., help="Recipe YAML (recipes/opd/*.yaml): student, teacher, prompts, loss, "
+                                 "generation, opd, lora, launch."),
+    output_dir: str | None = typer.Option(None, "--output-dir", help="Where the model goes (overrides output_dir)."),
+    force: bool = typer.Option(False, "--force", help="Train into an output dir that holds another recipe's run."),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
+) -> None:
+    """On-policy distillation: the student samples, a same-vocabulary teacher scores every token (reverse KL)."""
+    _log_json(log_json)
+    overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else []) + (["force=true"] if force else [])
+    opd(load_opd_recipe(recipe, overrides))
 
 
 def _ev(name: str) -> str:

@@ -111,8 +111,8 @@ def build_tiny_model(path: Path, seed: int = 0, **overrides) -> Path:
 # The files that take minutes, longest first. They run first, so that under the README's `-n 2` (one file per
 # worker: pyproject's addopts) the other worker takes the many short files meanwhile, instead of one worker
 # finishing a long file alone at the end. Order inside a file is kept (some tests build on the one before).
-LONG_FILES = ("test_real_model.py", "test_vllm.py", "test_demo.py", "test_fresh_machine.py", "test_preempt.py",
-              "test_sft.py")
+LONG_FILES = ("test_real_model.py", "test_vllm.py", "test_opd.py", "test_demo.py", "test_fresh_machine.py",
+              "test_preempt.py", "test_sft.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,7 +18,11 @@ PACKAGE = REPO / "distill"
 LEVELS = {
     "core": 0,
     "grading": 1, "tasks": 1,
-    "generate": 2, "curate": 2, "sft": 2, "eval": 2, "opd": 2,
+    "generate": 2, "curate": 2, "sft": 2, "eval": 2,
+    # on-policy distillation is the second training stage: it trains with sft's kit (launcher, LoRA and launch
+    # specs, student template, checkpoint-and-stop callback, model loading) and reads prompts with generate's
+    # loader, so it sits one step above them instead of copying them (a shared training package is the cleaner cut)
+    "opd": 2.5,
     "plan": 3, "demo": 3,
 }
 TOP = 4  # distill/__init__.py, __main__.py, cli.py and the deprecated shims (answers, eval_tasks, code_tasks)

@@ -77,12 +77,12 @@ def needs_relaunch(launch: Any, config: dict[str, Any]) -> bool:
     return total_processes(launch) > 1 or str(config.get("distributed_type", "NO")).upper() in ("DEEPSPEED", "FSDP")
 
 
-def relaunch(recipe_file: Path, launch: Any) -> None:
-    """Run `accelerate launch ... -m distill sft RECIPE_FILE` and wait; a failed launch is a DistillError."""
+def relaunch(recipe_file: Path, launch: Any, stage: str = "sft") -> None:
+    """Run `accelerate launch ... -m distill STAGE RECIPE_FILE` and wait; a failed launch is a DistillError."""
     if not launch.accelerate_config:
         raise DistillError("more than one process needs launch.accelerate_config (recipes/accelerate/ddp.yaml, "
                            "fsdp.yaml or zero3.yaml)")
-    cmd = launch_command(recipe_file, launch)
+    cmd = launch_command(recipe_file, launch, stage)
     get_logger().info("launching: " + " ".join(cmd[2:]))
     env = {**os.environ, LAUNCHED: "1", "PYTHONPATH": os.pathsep.join(filter(None, [package_root(), os.environ.get("PYTHONPATH")]))}
     # torch's launcher SIGKILLs ranks 30 s after passing SIGTERM on, too soon to write a large checkpoint
@@ -117,7 +117,7 @@ def call_forwarding_sigterm(cmd: list[str], env: dict[str, str]) -> tuple[int, i
     return code, (received[0] if received else None)
 
 
-def launch_command(recipe_file: Path, launch: Any) -> list[str]:
+def launch_command(recipe_file: Path, launch: Any, stage: str = "sft") -> list[str]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch.accelerate_config),
            "--num_processes", str(total_processes(launch)), "--num_machines", str(launch.num_machines),
            "--machine_rank", str(launch.machine_rank), "--main_process_port", str(launch.main_process_port)]
@@ -125,7 +125,7 @@ def launch_command(recipe_file: Path, launch: Any) -> list[str]:
         if not launch.main_process_ip:
             raise DistillError("launch.num_machines > 1 needs launch.main_process_ip (the address of machine rank 0)")
         cmd += ["--main_process_ip", launch.main_process_ip]
-    return cmd + ["-m", "distill", "sft", str(recipe_file)]
+    return cmd + ["-m", "distill", stage, str(recipe_file)]
 
 
 def package_root() -> str:
