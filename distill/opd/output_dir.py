@@ -23,6 +23,7 @@ from distill.core.errors import DistillError
 from distill.core.log import get_logger, is_main_process, print_summary
 from distill.core.manifest import read_manifest, spelled_out, write_manifest
 from distill.opd.models import teacher_model
+from distill.sft.output_dir import loss_figure
 
 RUN_FIELDS = ("student", "teacher", "prompts", "loss", "generation", "lora")
 
@@ -148,10 +149,10 @@ def finish(out: Path, trainer: Any, recipe: Any, prompts: int) -> None:
     label = "reverse KL/token" if recipe.loss.beta == 1 else f"JSD(beta={recipe.loss.beta:g})/token"
     print_summary(f"opd -> {out}", {
         "prompts": prompts, "samples per prompt": recipe.generation.samples_per_prompt, "steps": s["steps"],
-        f"{label} first -> last": f"{s['first_loss']} -> {s['last_loss']}",
+        f"{label} first -> last": f"{loss_figure(s['first_loss'])} -> {loss_figure(s['last_loss'])}",
         "mean sample (tokens), last step": s["mean_sample_tokens"] if s["mean_sample_tokens"] is not None else "-",
         "samples ending with EOS, last step": f"{s['eos_share']:.0%}" if s["eos_share"] is not None else "-",
-        "tokens/s": s["tokens_per_s"] or "-", "teacher": ("server " if recipe.teacher.base_url else "in-process ")
+        "tokens/s": f"{s['tokens_per_s']:,.0f}" if s["tokens_per_s"] else "-", "teacher": ("server " if recipe.teacher.base_url else "in-process ")
         + recipe.teacher.name, "model": str(out),
     })
 

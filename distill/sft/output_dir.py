@@ -121,14 +121,14 @@ def finish(out: Path, trainer: Any, data: Any) -> None:
     print_summary(f"sft -> {out}", {
         "examples": data.stats["examples"], "tokens": data.stats["tokens"],
         "dropped (too long)": data.stats["dropped_too_long"], "steps": s["steps"], "epochs": s["epochs"],
-        "loss first -> last": f"{_figure(s['first_loss'])} -> {_figure(s['last_loss'])}",
+        "loss first -> last": f"{loss_figure(s['first_loss'])} -> {loss_figure(s['last_loss'])}",
         "tokens/s": f"{s['tokens_per_s']:,.0f}" if s["tokens_per_s"] else "-",
         "MFU": f"{s['mfu']:.1%}" if s["mfu"] else "- (no GPU)", "model": str(out),
     })
 
 
-def _figure(value: float | None) -> str:
-    """A loss for the summary: three significant figures (5.28, 0.0238), like the other stages' rounded figures."""
+def loss_figure(value: float | None) -> str:
+    """A loss for a training summary (sft, opd): three significant figures (5.28, 0.0238), like the other stages'."""
     return "-" if value is None else f"{value:.3g}"
 
 
