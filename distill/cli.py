@@ -296,6 +296,7 @@ def _plan(name: str) -> str:
 
 @app.command()
 def plan(
+    method: str | None = typer.Option(None, "--method", help=_plan("method")),
     teacher: str | None = typer.Option(None, help=_plan("teacher")),
     prompts: str | None = typer.Option(None, "--prompts", help=_plan("prompts")),
     samples: int | None = typer.Option(None, "--samples", "-k", help=_plan("samples")),
@@ -316,7 +317,7 @@ def plan(
     the student fits, every assumption with its source, and the commands to launch it. Writes nothing."""
     import json
 
-    values = {"teacher": teacher, "prompts": prompts, "samples": samples, "student": student, "gpu": gpu,
+    values = {"method": method, "teacher": teacher, "prompts": prompts, "samples": samples, "student": student, "gpu": gpu,
               "nodes": nodes, "gpus_per_node": gpus_per_node, "price_per_gpu_hour": price_per_gpu_hour,
               "from_dir": from_dir, "tasks": tasks.split(",") if tasks else None, "eval_samples": eval_samples,
               "recipe_overrides": recipe_set or None}

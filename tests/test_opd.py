@@ -320,6 +320,40 @@ class _Flaky(BaseHTTPRequestHandler):
         pass
 
 
+class _DownInTraining(_Flaky):
+    """Scores the single-sequence probe `distill opd` sends before training, then fails every training batch
+    with 503: a teacher server that went away after the run started."""
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        if self.path.endswith("/detokenize"):
+            return _NoLogprobs._reply(self, 404, {"error": "no such route"})
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if len(body["prompt"]) > 1:
+            return _NoLogprobs._reply(self, 503, {"error": "injected"})
+        seq = body["prompt"][0]
+        _NoLogprobs._reply(self, 200, {"choices": [{"index": 0, "text": "x", "prompt_logprobs": [None] + [
+            {str(t): {"logprob": -1.5, "rank": 1, "decoded_token": "t"}} for t in seq[1:]]}]})
+
+
+def test_a_teacher_server_lost_mid_run_fails_in_one_line_and_the_manifest_says_failed(student0, smollm2, prompts,
+                                                                                       tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _DownInTraining)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "lost"
+    try:
+        proc = run_cli(*opd_args(student0, "teacher", prompts, out, "--set",
+                                 f"teacher.base_url=http://127.0.0.1:{server.server_address[1]}/v1",
+                                 "--set", f"teacher.tokenizer={smollm2}", "--set", "teacher.max_retries=1",
+                                 "--set", "teacher.retry_backoff_s=0.01", "--set", "opd.max_steps=2"), env=ENV)
+    finally:
+        server.shutdown()
+    assert proc.returncode != 0
+    assert "failed after 1 retries" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "failed after 1 retries" in manifest["error"]
+    assert manifest["at_step"] == 0
+
+
 @pytest.mark.parametrize("faults, ok", [([503, 429, 500], True), ([503] * 5, False), ([401], False)])
 def test_served_teacher_retries_server_errors_and_never_scores_nothing(faults, ok):
     from distill.core.errors import DistillError

@@ -290,3 +290,64 @@ def test_generation_backtest_against_open_r1(tmp_path: Path):
     readme = (REPO / "recipes" / "README.md").read_text()
     row = f"| {default['gpu_hours']:,.1f} | {run['reported']:,.1f} | {default['gpu_hours'] / run['reported']:.2f} |"
     assert row in readme, row
+
+
+# ---------------------------------------------------------------- --method opd
+
+
+OPD_RECIPES = sorted((REPO / "recipes" / "opd").glob("*.yaml"))
+QWQ_PAIR = "recipes/opd/qwen7b_qwq32b.yaml"
+
+
+@pytest.mark.parametrize("recipe", OPD_RECIPES, ids=lambda p: p.name)
+def test_every_opd_recipe_plans(recipe: Path):
+    result = plan_json("--method", "opd", "--student", str(recipe.relative_to(REPO)), "--nodes", "2")
+    opd = result["stages"]["opd"]
+    assert opd["sequences"] > 0 and opd["gpu_hours"] > 0 and set(opd["parts"]) == {
+        "rollouts", "teacher_scoring", "student_update"}
+    assert "generate" not in result["stages"] and "eval" in result["stages"]  # no teacher traces to generate
+    assert any(c.startswith(f"distill opd recipes/opd/{recipe.name}") for c in result["commands"])
+    assert all(a["source"] for a in result["assumptions"].values())
+
+
+def test_opd_plan_holds_the_teachers_gpus_and_compares_with_sft_on_the_same_prompts():
+    result = plan_json("--method", "opd", "--student", QWQ_PAIR, "--nodes", "2", "--price-per-gpu-hour", "2")
+    opd = result["stages"]["opd"]
+    # the recipe: 200 steps x 4 samples per GPU on 8 student GPUs, QwQ-32B served on the 2 GPUs of its TP hint
+    assert opd["sequences"] == 200 * 4 * 8 and opd["student_gpus"] == 8 and opd["teacher_gpus"] == 2
+    assert opd["parts"]["teacher_scoring"]["gpus"] == 2 and opd["parts"]["rollouts"]["gpus"] == 8
+    # the three parts run one after another; the teacher's GPUs are held (and paid) while the student works
+    walls = sum(p["wall_hours"] for p in opd["parts"].values())
+    assert opd["wall_hours"] == pytest.approx(walls) and opd["gpu_hours"] == pytest.approx(10 * walls)
+    assert opd["gpu_hours"] > opd["busy_gpu_hours"]
+    assert result["total"]["gpu_hours"] == pytest.approx(opd["gpu_hours"] + result["stages"]["eval"]["gpu_hours"])
+    assert result["total"]["cost"] == pytest.approx(2 * result["total"]["gpu_hours"], rel=1e-3)
+    sft = opd["sft_same_prompts"]
+    assert sft["prompts"] == 6400 // 4 and 0 < sft["generate_gpu_hours"] < sft["gpu_hours"]
+    # the 7B student's shape comes from the sft recipe that writes runs/sft/qwen7b, not from a download
+    assert "recipes/qwen7b.yaml" in result["assumptions"]["student_shape"]["source"]
+    assert result["assumptions"]["student_shape"]["value"].startswith("7.6")
+    assert "vllm serve Qwen/QwQ-32B --tensor-parallel-size 2" in result["commands"][0]
+
+
+def test_opd_plan_scales_with_steps_and_sample_length_and_says_so_in_the_table():
+    base = plan_json("--method", "opd", "--student", QWQ_PAIR, "--nodes", "2")["stages"]["opd"]
+    longer = plan_json("--method", "opd", "--student", QWQ_PAIR, "--nodes", "2",
+                       "--recipe-set", "opd.max_steps=400")["stages"]["opd"]
+    assert longer["busy_gpu_hours"] == pytest.approx(2 * base["busy_gpu_hours"], rel=1e-6)
+    short = plan_json("--method", "opd", "--student", QWQ_PAIR, "--nodes", "2", "--set",
+                      "opd_completion_tokens_mean=1024")["stages"]["opd"]
+    assert short["parts"]["rollouts"]["gpu_hours"] == pytest.approx(base["parts"]["rollouts"]["gpu_hours"] / 4)
+    table = run_cli("plan", "--method", "opd", "--student", QWQ_PAIR, "--nodes", "2")
+    assert table.returncode == 0, table.stderr
+    for text in ("teacher_scoring", "rollouts", "student_update", "(sft instead)", "rollout_mfu", "half of the"):
+        assert text in table.stdout, text
+
+
+def test_opd_plan_bad_input_is_one_line():
+    too_few = run_cli("plan", "--method", "opd", "--student", QWQ_PAIR)  # 8 + 2 GPUs on one node of 8
+    assert too_few.returncode == 2 and "--nodes" in too_few.stderr and "Traceback" not in too_few.stderr
+    no_recipe = run_cli("plan", "--method", "opd")
+    assert no_recipe.returncode == 2 and "--student recipes/opd/" in no_recipe.stderr
+    wrong = run_cli("plan", "--method", "dpo", "--student", QWQ_PAIR)
+    assert wrong.returncode == 2 and "dpo" in wrong.stderr

@@ -59,4 +59,4 @@ def opd_cost(student_params: float, teacher_params: float, prompts: int, samples
 
 def _hours(flops: float, mfu: float, peak: float, price: float | None) -> dict[str, Any]:
     hours = flops / (mfu * peak) / 3600
-    return {"flops": flops, "gpu_hours": round(hours, 1), "cost": round(hours * price, 2) if price else None}
+    return {"flops": flops, "gpu_hours": hours, "cost": round(hours * price, 2) if price else None}  # display rounds

@@ -84,7 +84,13 @@ def run(recipe: OPDRecipe) -> Path:
         extra = {"prompt_format": rendered}
         write_opd_manifest(out, recipe, args, inputs(recipe), counts, started, "running", extra)
         # ------------------------------------------------------------ on-policy training
-        result = trainer.train(resume_from_checkpoint=resume)
+        try:
+            result = trainer.train(resume_from_checkpoint=resume)
+        except Exception as err:  # a teacher server gone for good, OOM, ...: the manifest must not say "running"
+            failure = {"error": str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__,
+                       "at_step": trainer.state.global_step}
+            write_opd_manifest(out, recipe, args, inputs(recipe), counts, started, "failed", {**extra, **failure})
+            raise
     counts.update(training_summary(trainer, result))
     if served:
         extra["teacher_server"] = {"url": served.url, "model": served.model, "retries": served.retries}

@@ -4,6 +4,7 @@ package root without loading the stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from distill.core.config import option
 from distill.core.errors import DistillError
@@ -12,12 +13,16 @@ from distill.plan.measured import Measured
 
 @dataclass
 class PlanConfig:
+    method: Literal["sft", "opd"] = option("sft", help="sft: generate -> curate -> sft -> eval from a student "
+                                           "recipe; opd: on-policy distillation from an opd recipe "
+                                           "(recipes/opd/), beside SFT on the same prompts, then eval.")
     teacher: str = option("deepseek-r1", help="Teacher registry name (`distill teachers`).")
     prompts: str | None = option(None, help="Prompt count (200000) or a prompt file to count; default: the "
                                  "prompts of the --from run.")
     samples: int | None = option(None, help="Teacher samples per prompt; default: the --from run's, else 1.")
     student: str | None = option(None, help="Student recipe (recipes/qwen7b.yaml): model, max_length, epochs, "
-                                 "sharding. Without it only generate and curate are planned.")
+                                 "sharding. Without it only generate and curate are planned. With "
+                                 "--method opd: an opd recipe (recipes/opd/qwen7b_qwq32b.yaml).")
     recipe_overrides: list[str] = option([], help="key=value overrides of the recipe (e.g. sft.num_train_epochs=2).")
     gpu: str = option("h100", help="GPU type: h100, h200, h800, b200, a100-80gb, a100-40gb, l40s, mi300x.")
     nodes: int = option(1, help="Nodes available to every stage.")
@@ -42,6 +47,10 @@ class PlanConfig:
     offload_slowdown: float | None = option(None, help="Time factor of DeepSpeed CPU offload.")
     eval_decode_mfu: float | None = option(None, help="Eval decode FLOPs utilization (2N per token over peak).")
     eval_tokens: dict[str, float] = option({}, help="Mean response tokens per eval task (eval_tokens.aime24=9000).")
+    rollout_mfu: float | None = option(None, help="opd: student sampling FLOPs utilization (2N per token).")
+    teacher_prefill_mfu: float | None = option(None, help="opd: teacher scoring (prefill) FLOPs utilization.")
+    opd_completion_tokens_mean: float | None = option(None, help="opd: mean tokens of one student sample.")
+    sft_epochs: float | None = option(None, help="opd: epochs of the SFT it is compared with.")
     gpu_peak_tflops: float | None = option(None, help="Dense bf16 peak of a GPU not in the table, TFLOP/s.")
     gpu_memory_gb: float | None = option(None, help="Memory of a GPU not in the table, GB.")
 
@@ -52,7 +61,7 @@ class PlanConfig:
             raise DistillError(f"--samples must be at least 1, not {self.samples}")
         if self.keep_rate is not None and not 0 < self.keep_rate <= 1:
             raise DistillError(f"keep_rate must be in (0, 1], not {self.keep_rate}")
-        for name in ("sft_mfu", "eval_decode_mfu"):
+        for name in ("sft_mfu", "eval_decode_mfu", "rollout_mfu", "teacher_prefill_mfu"):
             value = getattr(self, name)
             if value is not None and not 0 < value <= 1:
                 raise DistillError(f"{name} must be in (0, 1] (0.3 = 30% of peak), not {value}")

@@ -10,10 +10,13 @@ Reads a local model directory's config.json when there is one (it wins over the 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from distill.core.errors import DistillError
+from distill.core.gpus import GPU
+from distill.core.teachers import TEACHER_PROFILES
 from distill.sft.memory import ModelShape
 
 # ---------------------------------------------------------------- students
@@ -56,7 +59,8 @@ def student_shape(name: str, overrides: dict[str, Any] | None = None, from_confi
     config = Path(name).expanduser() / "config.json"
     overrides = overrides or {}
     if from_config and not config.is_file() and "hidden_size" in overrides:
-        data = {"vocab_size": tokenizer_vocab(tokenizer), **overrides}
+        known = ARCHITECTURES.get(tokenizer or "")  # a hub tokenizer of a known model: its vocabulary, offline
+        data = {"vocab_size": tokenizer_vocab(tokenizer) or (known[5] if known else None), **overrides}
         source = "the recipe's model.config (init: from_config)"
     elif config.is_file():
         data = json.loads(config.read_text())
@@ -96,3 +100,20 @@ def tokenizer_vocab(path: str | None) -> int | None:
 
 _SHAPE_KEYS = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                "vocab_size", "head_dim", "tie_word_embeddings"}
+
+
+# ---------------------------------------------------------------- teachers
+
+
+def serving_hint(teacher: Any, gpu_name: str, gpu: GPU, per_node: int) -> dict[str, int]:
+    """The registry's hint for this GPU, else the fewest GPUs (a power of two) whose memory holds the weights
+    with ~40% left for the KV cache."""
+    if gpu_name in teacher.serving:
+        return teacher.serving[gpu_name]
+    profile = TEACHER_PROFILES.get(teacher.name)
+    if profile is None:
+        raise DistillError(f"teacher '{teacher.name}' has no serving hint for {gpu_name} and no known size; give "
+                           "its throughput by hand: --set generate_tokens_per_s_per_node=5000")
+    need = 2 ** math.ceil(math.log2(max(1.0, profile.weights_gb / (0.6 * gpu.memory_gb))))
+    tp = min(need, per_node)
+    return {"tensor_parallel": tp, "pipeline_parallel": need // tp, "nodes": max(1, need // per_node)}

@@ -20,6 +20,8 @@ def fmt_hours(hours: float) -> str:
 def stage_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """(stage, work, GPU-hours, wall time, cost) per stage, then the total."""
     s = result["stages"]
+    if "opd" in s:
+        return [_format(*row) for row in opd_rows(result)]
     gen, cur = s["generate"], s["curate"]
     rows = [("generate", f"{gen['traces']:,} traces, {gen['completion_tokens']:,} output + {gen['prompt_tokens']:,} "
              f"prompt tokens; {gen['serving']}", gen),
@@ -38,8 +40,43 @@ def stage_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         rows.append(("eval", f"{tasks}: {ev['tokens']:,} tokens (TP {ev['tensor_parallel']}, DP "
                      f"{ev['data_parallel']})", ev))
     rows.append(("total", "", result["total"]))
-    return [(name, work, f"{st['gpu_hours']:,.1f}" if st["gpu_hours"] else "-", fmt_hours(st["wall_hours"]),
-             f"${st['cost']:,.0f}" if st.get("cost") else "-") for name, work, st in rows]
+    return [_format(*row) for row in rows]
+
+
+def _format(name: str, work: str, st: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (name, work, f"{st['gpu_hours']:,.1f}" if st["gpu_hours"] else "-", fmt_hours(st["wall_hours"]),
+            f"${st['cost']:,.0f}" if st.get("cost") else "-")
+
+
+def params(n: float) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
+OPD_PARTS = {"rollouts": "student samples (decode)", "teacher_scoring": "teacher scores every token (prefill)",
+             "student_update": "student update (forward + backward)"}
+
+
+def opd_rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The opd stage, its three parts (busy GPU-hours on their own GPUs), eval, the total, and SFT on the same
+    prompts for comparison (not in the total)."""
+    s = result["stages"]
+    opd, ev = s["opd"], s["eval"]
+    where = f"teacher served on {opd['teacher_gpus']} GPU(s)" if opd["served"] else "teacher in-process"
+    rows = [("opd", f"{opd['sequences']:,} samples ({opd['sequences_from']}), {opd['completion_tokens']:,} sampled "
+             f"tokens; student {params(opd['student_params'])} on {opd['student_gpus']} GPU(s), {where}; "
+             f"GPU-hours count every GPU held", opd)]
+    rows += [(f"  {name}", f"{OPD_PARTS[name]} on {part['gpus']} GPU(s), busy", part)
+             for name, part in opd["parts"].items()]
+    tasks = ", ".join(f"{n} {t['problems']}x{t['k']}" for n, t in ev["tasks"].items())
+    rows.append(("eval", f"{tasks}: {ev['tokens']:,} tokens (TP {ev['tensor_parallel']}, DP {ev['data_parallel']})",
+                 ev))
+    rows.append(("total", "", result["total"]))
+    sft = opd["sft_same_prompts"]
+    traces = (f"generating them: {sft['generate_gpu_hours']:,.1f} GPU-hours of it" if "generate_gpu_hours" in sft
+              else "their generation not counted: the teacher is not in the registry")
+    rows.append(("(sft instead)", f"for comparison, not in the total: SFT on one teacher trace for each of the "
+                 f"{sft['prompts']:,} prompts ({traces})", sft))
+    return rows
 
 
 def print_plan(result: dict[str, Any]) -> None:
@@ -56,7 +93,7 @@ def print_plan(result: dict[str, Any]) -> None:
     for row in stage_rows(result):
         table.add_row(*row)
     console.print(table)
-    if result["stages"]["generate"].get("warning"):
+    if result["stages"].get("generate", {}).get("warning"):
         console.print(f"[bold red]generate:[/] {result['stages']['generate']['warning']}")
     sft = result["stages"].get("sft")
     if sft:

@@ -16,6 +16,7 @@ The model, per stage:
   rows dear), over MFU x peak; each micro-batch takes at least the time ZeRO-3/FSDP needs to gather the weights
   and scatter the gradients over the slowest link (inter-node across nodes), and CPU offload is slower again.
 - eval: samples x mean response tokens per task, decoded on every GPU (vLLM data parallel).
+- with --method opd, an opd recipe instead of generate -> curate -> sft: distill.plan.opd.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from distill.core.errors import DistillError
 from distill.core.gpus import GPU, GPUS, get_gpu
 from distill.core.paths import ROOT
 from distill.core.protocol import user_prompt
-from distill.core.teachers import TEACHER_PROFILES, get_teacher
+from distill.core.teachers import TEACHER_PROFILES, TEACHERS, get_teacher
 from distill.curate.filters import PerPromptCapParams
 from distill.plan.config import Assumptions, PlanConfig
-from distill.plan.hardware import student_shape
+from distill.plan.hardware import serving_hint, student_shape
 from distill.plan.measured import Measured, read_measured
+from distill.plan.opd import plan_opd
 from distill.sft.flops import attention_flops, linear_flops
 from distill.sft.launch import sharding
 from distill.sft.memory import GIB, estimate, memory_plan
@@ -56,6 +58,8 @@ def run(cfg: PlanConfig) -> dict[str, Any]:
     gpu, gpu_name = get_gpu(cfg.gpu, (cfg.gpu_peak_tflops or 0) * 1e12 or None, cfg.gpu_memory_gb)
     a.used["gpu"] = {"value": gpu_name, "source": gpu.source}
     hw = {"gpu": gpu_name, "nodes": cfg.nodes, "gpus_per_node": cfg.gpus_per_node, "gpus": cfg.nodes * cfg.gpus_per_node}
+    if cfg.method == "opd":
+        return run_opd(cfg, a, gpu, hw, measured)
     prompts, prompt_note = count_prompts(cfg, measured)
     samples = cfg.samples or (measured.totals.get("generate", {}).get("samples_per_prompt")) or 1
     stages = {"generate": plan_generate(cfg, a, gpu, prompts, samples)}
@@ -73,6 +77,47 @@ def run(cfg: PlanConfig) -> dict[str, Any]:
                        "from": cfg.from_dir},
             "stages": stages, "total": total, "assumptions": a.used,
             "measured": measured.totals or None, "commands": commands(cfg, stages)}
+
+
+def run_opd(cfg: PlanConfig, a: Assumptions, gpu: GPU, hw: dict[str, Any], measured: Measured) -> dict[str, Any]:
+    """On-policy distillation of a student (usually an sft output) and its eval: no teacher traces to generate."""
+    prompts, prompt_note = count_prompts(cfg, measured) if cfg.prompts else (None, "the recipe's opd.max_steps")
+    stages = {"opd": plan_opd(cfg, a, gpu, prompts)}
+    sft = stages["opd"]["sft_same_prompts"]
+    if stages["opd"]["teacher"] in TEACHERS:  # SFT needs the teacher's traces first: one per prompt
+        gen = plan_generate(dataclasses.replace(cfg, teacher=stages["opd"]["teacher"]), a, gpu, sft["prompts"], 1)
+        sft["generate_gpu_hours"] = gen["gpu_hours"]
+        sft["gpu_hours"] += gen["gpu_hours"]
+        sft["wall_hours"] += gen["wall_hours"]
+        if sft["cost"] is not None:
+            sft["cost"] = round(sft["gpu_hours"] * cfg.price_per_gpu_hour, 2)
+    stages["eval"] = plan_eval(cfg, a, gpu, stages["opd"], measured)
+    price = cfg.price_per_gpu_hour
+    for s in stages.values():
+        s["cost"] = round(s["gpu_hours"] * price, 2) if price else None
+    total = {"gpu_hours": sum(s["gpu_hours"] for s in stages.values()),
+             "wall_hours": sum(s["wall_hours"] for s in stages.values())}
+    total["cost"] = round(total["gpu_hours"] * price, 2) if price else None
+    opd = stages["opd"]
+    return {"inputs": {"method": "opd", "teacher": opd["teacher"], "prompts": opd["prompts"], "prompts_from": prompt_note,
+                       "samples": opd["samples_per_prompt"], "student": cfg.student, **hw, "price_per_gpu_hour": price,
+                       "from": cfg.from_dir},
+            "stages": stages, "total": total, "assumptions": a.used, "measured": measured.totals or None,
+            "commands": opd_commands(cfg, stages)}
+
+
+def opd_commands(cfg: PlanConfig, stages: dict[str, Any]) -> list[str]:
+    opd, ev, out = stages["opd"], stages["eval"], []
+    set_url = ""
+    if opd["served"]:
+        teacher = get_teacher(opd["teacher"]).model_id if opd["teacher"] in TEACHERS else opd["teacher"]
+        out.append(f"# on the teacher's {opd['teacher_gpus']} GPU(s): vllm serve {teacher} --tensor-parallel-size "
+                   f"{opd['teacher_gpus']}")
+        set_url = " --set teacher.base_url=http://TEACHER:8000/v1"
+    out.append(f"distill opd {cfg.student}{set_url} --set launch.num_processes={opd['student_gpus']}")
+    out.append(f"distill eval --model {opd['output_dir']} --tasks {','.join(ev['tasks'])} --backend vllm "
+               f"--tensor-parallel {ev['tensor_parallel']} --data-parallel {ev['data_parallel']}")
+    return out
 
 
 def count_prompts(cfg: PlanConfig, measured: Measured) -> tuple[int, str]:
@@ -139,20 +184,6 @@ def plan_generate(cfg: PlanConfig, a: Assumptions, gpu: GPU, prompts: int, sampl
             "serving": f"{replicas} replica(s) of TP {hint['tensor_parallel']} x PP {hint['pipeline_parallel']}",
             "tensor_parallel": hint["tensor_parallel"], "pipeline_parallel": hint["pipeline_parallel"],
             "warning": warning}
-
-
-def serving_hint(teacher: Any, gpu_name: str, gpu: GPU, per_node: int) -> dict[str, int]:
-    """The registry's hint for this GPU, else the fewest GPUs (a power of two) whose memory holds the weights
-    with ~40% left for the KV cache."""
-    if gpu_name in teacher.serving:
-        return teacher.serving[gpu_name]
-    profile = TEACHER_PROFILES.get(teacher.name)
-    if profile is None:
-        raise DistillError(f"teacher '{teacher.name}' has no serving hint for {gpu_name} and no known size; give "
-                           "its throughput by hand: --set generate_tokens_per_s_per_node=5000")
-    need = 2 ** math.ceil(math.log2(max(1.0, profile.weights_gb / (0.6 * gpu.memory_gb))))
-    tp = min(need, per_node)
-    return {"tensor_parallel": tp, "pipeline_parallel": need // tp, "nodes": max(1, need // per_node)}
 
 
 def decode_per_node(a: Assumptions, profile: Any, gpu: GPU, per_node: int) -> float:
