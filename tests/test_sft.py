@@ -480,7 +480,7 @@ def test_bad_input_is_a_one_line_error(overrides, message, curate_dir, tmp_path)
 def test_templates_render_what_eval_sends():
     """Both packaged templates: the generation prompt is a prefix of the rendered training example and ends in
     "<think>\\n" (so eval does not prefill it twice), and the assistant text is kept verbatim."""
-    from distill.sft.student_template import TEMPLATES, get_template
+    from distill.core.chat_template import TEMPLATES, get_template
 
     tok, _ = tokenizer_with_template()
     tok.bos_token = "<|endoftext|>"

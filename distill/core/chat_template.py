@@ -1,5 +1,8 @@
-"""What a model's chat template does to a prompt: the system turn it adds when none is given, the prompt without
-it, and whether the template or tokenizer knows `<think>` (which `distill eval --reasoning auto` reads).
+"""The packaged R1 chat templates (one per model family), and what a model's chat template does to a prompt: the
+system turn it adds when none is given, the prompt without it, and whether the template or tokenizer knows
+`<think>` (which `distill eval --reasoning auto` reads).
+
+    get_template("gemma_r1")                 # ChatTemplate(name, text, eos="<end_of_turn>", pad="<pad>")
 
     default = default_system(tokenizer)      # DefaultSystem(text="You are Qwen, created by ...", block="<|im_start|>...")
     render = PromptRenderer(tokenizer, default_system="drop")
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from distill.core.errors import DistillError
@@ -98,6 +103,45 @@ def _common_suffix(a: str, b: str, limit: int) -> int:
     while n < limit and a[len(a) - 1 - n] == b[len(b) - 1 - n]:
         n += 1
     return n
+
+
+# ---------------------------------------------------------------- packaged templates
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    name: str
+    text: str
+    eos: str | None  # the token that ends an assistant turn; None: the tokenizer's own EOS
+    pad: str | None = None  # preferred pad token when the tokenizer has none
+
+
+# name -> (file under distill/templates/, end-of-turn token, preferred pad token). One per model family's turn
+# format, each without a default system prompt and with a generation prompt that opens <think>: a base model of
+# the family (no template of its own) gets the R1 format from it, for sft and for eval's "before" row.
+TEMPLATES = {
+    "chatml_r1": ("chatml_r1.jinja", "<|im_end|>", "<|endoftext|>"),    # Qwen2.5, SmolLM2, the demo student
+    "llama3_r1": ("llama3_r1.jinja", "<|eot_id|>", "<|finetune_right_pad_id|>"),   # Llama 3.x
+    "gemma_r1": ("gemma_r1.jinja", "<end_of_turn>", "<pad>"),           # Gemma 2 and 3
+    "mistral_r1": ("mistral_r1.jinja", "</s>", "<unk>"),                # Mistral 7B, Nemo, Small
+}
+
+
+def get_template(spec: str, eos: str | None = None) -> ChatTemplate:
+    """A packaged template by name, a .jinja file, or "tokenizer" (keep the tokenizer's own template)."""
+    if spec in TEMPLATES:
+        file, default_eos, pad = TEMPLATES[spec]
+        text = resources.files("distill").joinpath("templates", file).read_text()
+        return ChatTemplate(spec, text, eos or default_eos, pad)
+    if spec == "tokenizer":
+        return ChatTemplate(spec, "", eos)
+    path = Path(spec)
+    if path.suffix == ".jinja" and path.is_file():
+        return ChatTemplate(path.stem, path.read_text(), eos)
+    raise DistillError(
+        f"chat template '{spec}' is neither a packaged template ({', '.join(TEMPLATES)}), an existing .jinja "
+        "file, nor 'tokenizer'; pick one of those"
+    )
 
 
 # ---------------------------------------------------------------- rendering prompts

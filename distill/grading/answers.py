@@ -30,7 +30,7 @@ closes its reasoning has no answer, whatever it boxed while thinking. Comparison
 Verdicts of (normalised pred, normalised gold) are cached per process, so the k samples of one prompt that box
 the same answer cost one symbolic check. Public API: split_think, normalize_tags, extract_boxed, extract_answer,
 is_equivalent, grade, Verdict, grade_many, equivalent_many (batches), judge_pair (verdict + method),
-normalize_answer, strip_label, is_label, close_judges.
+normalize_answer, strip_label, is_label.
 """
 
 from __future__ import annotations
@@ -1043,8 +1043,3 @@ def grade_many(
     answers = [extract_answer(c) for c in completions]
     verdicts = equivalent_many(list(zip(answers, golds, strict=True)), timeout, workers)
     return [Verdict(a, ok, method) for a, (ok, method) in zip(answers, verdicts, strict=True)]
-
-
-def close_judges() -> None:
-    """Stop this process's judge processes (they also exit on their own when it exits)."""
-    _pool().close()

@@ -25,8 +25,8 @@ class ModelSpec:
     attn_implementation: str = option(
         "auto", help="auto: distill_varlen (document-masked: varlen flash attention on CUDA, exact per-document "
         "SDPA on CPU); or any transformers implementation (sdpa, flash_attention_2, ...).")
-    chat_template: str = option("chatml_r1", help="chatml_r1 (Qwen, tiny), llama3_r1 (Llama 3), a .jinja file, or "
-                                "'tokenizer' to keep the tokenizer's own.")
+    chat_template: str = option("chatml_r1", help="chatml_r1 (Qwen, tiny), llama3_r1 (Llama 3), gemma_r1 (Gemma), "
+                                "mistral_r1 (Mistral), a .jinja file, or 'tokenizer' to keep the tokenizer's own.")
     eos_token: str | None = option(None, help="Token that ends an assistant turn; default: the template's.")
     trust_remote_code: bool = option(False, help="Let the model run the Python code it ships (auto_map); off by "
                                      "default: turn it on only for a source you trust.")

@@ -1,6 +1,6 @@
 """Chat templates for the students, and turning one SFT example into training tokens with its loss mask.
 
-    template = get_template("chatml_r1")                  # distill/templates/chatml_r1.jinja, EOS <|im_end|>
+    template = get_template("chatml_r1")                  # distill.core.chat_template: the packaged templates
     eos_id = apply_template(tokenizer, template)           # sets chat template, EOS and pad on the tokenizer
     ids, labels = tokenize_example(tokenizer, messages, eos_id)
 
@@ -12,47 +12,12 @@ reasoning, the answer and the EOS that makes it stop. Anything the template adds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from distill.core.chat_template import common_prefix
+from distill.core.chat_template import ChatTemplate, common_prefix, get_template  # noqa: F401 - sft's names
 from distill.core.errors import DistillError
 
 IGNORE = -100
-
-
-@dataclass(frozen=True)
-class ChatTemplate:
-    name: str
-    text: str
-    eos: str | None  # the token that ends an assistant turn; None: the tokenizer's own EOS
-    pad: str | None = None  # preferred pad token when the tokenizer has none
-
-
-# name -> (file under distill/templates/, end-of-turn token, preferred pad token)
-TEMPLATES = {
-    "chatml_r1": ("chatml_r1.jinja", "<|im_end|>", "<|endoftext|>"),
-    "llama3_r1": ("llama3_r1.jinja", "<|eot_id|>", "<|finetune_right_pad_id|>"),
-}
-
-
-def get_template(spec: str, eos: str | None = None) -> ChatTemplate:
-    """A packaged template by name, a .jinja file, or "tokenizer" (keep the tokenizer's own template)."""
-    if spec in TEMPLATES:
-        file, default_eos, pad = TEMPLATES[spec]
-        text = resources.files("distill").joinpath("templates", file).read_text()
-        return ChatTemplate(spec, text, eos or default_eos, pad)
-    if spec == "tokenizer":
-        return ChatTemplate(spec, "", eos)
-    path = Path(spec)
-    if path.suffix == ".jinja" and path.is_file():
-        return ChatTemplate(path.stem, path.read_text(), eos)
-    raise DistillError(
-        f"model.chat_template '{spec}' is neither a packaged template ({', '.join(TEMPLATES)}), an existing .jinja "
-        "file, nor 'tokenizer'; pick one of those"
-    )
 
 
 def apply_template(tokenizer: Any, template: ChatTemplate) -> int:
@@ -62,7 +27,7 @@ def apply_template(tokenizer: Any, template: ChatTemplate) -> int:
     if template.text:
         tokenizer.chat_template = template.text
     elif not tokenizer.chat_template:
-        raise DistillError("model.chat_template is 'tokenizer' but the tokenizer has none; use chatml_r1 or llama3_r1")
+        raise DistillError("model.chat_template is 'tokenizer' but the tokenizer has none; use a packaged template of its family (chatml_r1, llama3_r1, gemma_r1, mistral_r1)")
     eos = template.eos or tokenizer.eos_token
     eos_id = token_id(tokenizer, eos)
     if eos_id is None:
@@ -96,7 +61,7 @@ def tokenize_example(tokenizer: Any, messages: list[dict[str, str]], eos_id: int
     if not full.startswith(context) or messages[-1]["content"] not in full:
         raise DistillError(
             "the chat template does not render the assistant turn verbatim after the prompt (does it strip "
-            "<think>...</think>?); use model.chat_template: chatml_r1 or llama3_r1"
+            "<think>...</think>?); use model.chat_template: chatml_r1, llama3_r1, gemma_r1 or mistral_r1"
         )
     ids = encode(tokenizer, full)
     prompt_ids = encode(tokenizer, render(tokenizer, messages[:-1], generation_prompt=True))

@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from distill.core.chat_template import get_template
 from distill.core.protocol import R1_PROMPT_SUFFIX, THINK_CLOSE, THINK_OPEN, THINK_PREFILL
 from distill.tasks.arithmetic import SumTask, completion_text, parse_problem, solve
 
@@ -24,14 +25,9 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK_TOKENS = [THINK_OPEN, THINK_CLOSE]
 VOCAB_SIZE = 384  # 256 byte symbols + 3 special + merges: room for every word of the task to be one token
 
-# ChatML, as the sft stage's chatml_r1 template: no system prompt, and a generation prompt that ends in
-# "<think>\n" like DeepSeek's R1 templates, so a student always starts by reasoning.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n<think>\\n' -}}{%- endif -%}"
-)
+# The packaged chatml_r1 template (no system prompt, a generation prompt that ends in "<think>\n" like DeepSeek's
+# R1 templates, so a student always starts by reasoning), as the demo's sft recipes name it.
+CHAT_TEMPLATE = get_template("chatml_r1").text
 
 # Qwen2 shape of the demo student: ~0.85M parameters. In the runs that sized the demo, depth mattered more than
 # width, and a small rope_theta (more distinct rotation frequencies over these short contexts) sharpened the
