@@ -244,6 +244,7 @@ def evaluate(
     served_model: str | None = typer.Option(None, help=_ev("served_model")),
     api_key_env: str | None = typer.Option(None, help=_ev("api_key_env")),
     concurrency: int | None = typer.Option(None, help=_ev("concurrency")),
+    chat_template: str | None = typer.Option(None, "--chat-template", help=_ev("chat_template")),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=_ev("trust_remote_code")),
     force: bool = typer.Option(False, "--force", help=_ev("force")),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),

@@ -89,3 +89,80 @@ def test_every_packaged_template_is_tested_here_and_an_unknown_one_is_one_line()
     with pytest.raises(DistillError, match="gemma_r1") as err:
         get_template("gemma3")
     assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- eval: a base model of the family, "before"
+
+
+@pytest.fixture(scope="module")
+def base_gemma(tmp_path_factory):
+    """A tiny random Gemma 3 text model whose tokenizer is a base Gemma's: <eos> as EOS and no chat template."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    path = tmp_path_factory.mktemp("base_gemma") / "model"
+    tok = base_tokenizer("gemma_r1")
+    tok.pad_token = "<pad>"
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+                              sliding_window=64, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    Gemma3ForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_eval_refuses_a_base_model_without_a_template_and_names_the_family_templates(base_gemma, shared_data,
+                                                                                      tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli("eval", "--model", base_gemma, "--tasks", "math500", "--backend", "hf", "--data-dir", shared_data,
+                   "--limit", "2", "--samples", "1", "--max-tokens", "8", "--out", tmp_path / "eval")
+    assert proc.returncode == 2 and "--chat-template" in proc.stderr and "gemma_r1" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_eval_of_a_base_model_with_its_family_template_renders_it_and_stops_at_its_end_of_turn(base_gemma,
+                                                                                                 shared_data,
+                                                                                                 tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "eval"
+    proc = run_cli("eval", "--model", base_gemma, "--tasks", "math500", "--backend", "hf", "--data-dir", shared_data,
+                   "--limit", "2", "--samples", "1", "--max-tokens", "8", "--chat-template", "gemma_r1", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    protocol = json.loads((out / "results.json").read_text())["protocol"]
+    assert protocol["chat_template"] == "gemma_r1" and protocol["reasoning"] == "on"  # the template opens <think>
+    assert protocol["rendered_prompt"].startswith("<bos><start_of_turn>user\n")
+    assert protocol["rendered_prompt"].endswith("<start_of_turn>model\n<think>\n")
+    assert "<think>\n<think>" not in protocol["rendered_prompt"]  # the template's own opening, not a second one
+
+
+def test_the_family_templates_end_of_turn_stops_the_hf_backend(base_gemma):
+    from distill.eval.models import LMSpec, open_model, use_template
+
+    spec = LMSpec(model=str(base_gemma), backend="hf", max_model_len=64, max_tokens=8, dtype="float32",
+                  chat_template="gemma_r1")
+    lm = open_model(spec)
+    use_template(lm, spec)
+    end_of_turn = lm.tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert lm.tokenizer.eos_token == "<end_of_turn>" and lm.eot_token_id == end_of_turn  # lm-eval's stop string
+    assert lm.model.generation_config.eos_token_id[0] == end_of_turn  # generate() stops there
+    assert 1 in lm.model.generation_config.eos_token_id  # and still at the base model's own <eos>
+
+
+def test_the_end_of_turn_is_a_stop_token_id_for_vllm_and_a_vllm_server():
+    """Stop strings do not match a special token that detokenization skips: vLLM gets the id itself, in the
+    engine's sampling parameters and in a server request (vLLM's extra `stop_token_ids` field)."""
+    from distill.eval.models import _openai_class, _vllm_class
+
+    engine = object.__new__(_vllm_class())  # the sampling-parameter step alone: no engine is started
+    engine.stop_token_ids = [5]
+    kwargs, until, max_gen = engine.modify_gen_kwargs({"until": ["Question:"], "max_gen_toks": 7, "temperature": 0.6},
+                                                      eos="<end_of_turn>")
+    assert kwargs["stop_token_ids"] == [5] and kwargs["temperature"] == 0.6 and max_gen == 7 and "Question:" in until
+    server = object.__new__(_openai_class())
+    server.stop_token_ids, server.model, server._max_gen_toks = [5], "m", 16
+    server.next_seed = lambda prompt: 1
+    payload = server._create_payload("prompt", generate=True, gen_kwargs={"until": [], "max_gen_toks": 4})
+    assert payload["stop_token_ids"] == [5] and payload["max_tokens"] == 4

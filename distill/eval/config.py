@@ -54,6 +54,10 @@ class EvalConfig:
                                                   "(default 0.9; the CPU build gets a fixed KV cache instead).")
     vllm: dict[str, Any] = option({}, help="vllm: engine arguments passed as they are, e.g. --set "
                                   "vllm.enable_prefix_caching=true --set vllm.max_num_seqs=512.")
+    chat_template: str | None = option(None, help="Replace the model's chat template: a packaged R1 template "
+                                       "(chatml_r1, llama3_r1, gemma_r1, mistral_r1) or a .jinja file; for a base "
+                                       "model whose tokenizer has none (the 'before' row). Its end-of-turn token "
+                                       "ends a sample, beside the model's own EOS.")
     trust_remote_code: bool = option(False, help="Let the model run the Python code it ships (auto_map); off by "
                                      "default: turn it on only for a source you trust.")
     max_model_len: int | None = option(None, help="vllm: context length; default the longest prompt + "

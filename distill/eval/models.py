@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.backend_common import api_key_header, clear_sampling_defaults, decode_keeping_think, eos_ids
+from distill.core.chat_template import TEMPLATES, ChatTemplate, get_template
 from distill.core.errors import DistillError
 from distill.core.model_source import is_gguf, local_model, remote_code_error
 from distill.core.protocol import draw_seed
@@ -52,6 +53,7 @@ class LMSpec:
     concurrency: int = 64
     request_timeout: float = 3600.0
     max_retries: int = 5
+    chat_template: str | None = None  # --chat-template: replaces the model's own
 
 
 # ---------------------------------------------------------------- checking the model before loading it
@@ -69,8 +71,8 @@ def check_model_path(model: str) -> Path:
     return path
 
 
-def eval_tokenizer(model: str, trust_remote_code: bool = False):
-    """The model's tokenizer, or a one-line error naming what is wrong with `--model`."""
+def eval_tokenizer(model: str, trust_remote_code: bool = False, chat_template: str | None = None):
+    """The model's tokenizer (with --chat-template installed), or a one-line error naming what is wrong."""
     from transformers import AutoTokenizer
 
     check_model_path(model)
@@ -88,10 +90,44 @@ def eval_tokenizer(model: str, trust_remote_code: bool = False):
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DistillError(f"cannot load the tokenizer of '{model}' ({first}); pass a local model directory or a "
                            "hub id you can download") from None
+    if chat_template:
+        install_template(tokenizer, get_template(chat_template))
     if tokenizer.chat_template is None:
-        raise DistillError(f"model '{model}' has no chat template; the R1 protocol prompts through it: add one to "
-                           "its tokenizer_config.json (an sft output carries the recipe's)")
+        raise DistillError(f"model '{model}' has no chat template (a base model?); the R1 protocol prompts through "
+                           f"one: pass --chat-template with its family's ({', '.join(TEMPLATES)}) or a .jinja file")
     return tokenizer
+
+
+def install_template(tokenizer: Any, template: ChatTemplate) -> int | None:
+    """Put the template on the tokenizer and make its end-of-turn token the tokenizer's EOS (lm-eval stops at the
+    tokenizer's EOS); returns that token's id. A base Gemma's tokenizer names <eos>, while its turns end at
+    <end_of_turn>: without this a base model given a chat template would write past the end of its turn."""
+    tokenizer.chat_template = template.text
+    if not template.eos:
+        return None
+    eos_id = tokenizer.convert_tokens_to_ids(template.eos)
+    if eos_id is None or (tokenizer.unk_token_id is not None and eos_id == tokenizer.unk_token_id):
+        raise DistillError(f"the end-of-turn token {template.eos!r} of chat template '{template.name}' is not in "
+                           "the model's vocabulary; pass the template of the model's family")
+    tokenizer.eos_token = template.eos
+    return eos_id
+
+
+def use_template(lm: Any, spec: LMSpec) -> None:
+    """--chat-template on the loaded backend: its tokenizer renders with the template, and a sample ends at the
+    template's end-of-turn token (hf: in the generation config; vllm and a vLLM server: as a stop token id, since
+    stop strings do not match special tokens that detokenization skips)."""
+    if not spec.chat_template:
+        return
+    eos_id = install_template(lm.tokenizer, get_template(spec.chat_template))
+    if eos_id is None:
+        return
+    lm.stop_token_ids = [eos_id]
+    generation_config = getattr(getattr(lm, "model", None), "generation_config", None)
+    if spec.backend == "hf" and generation_config is not None:
+        old = generation_config.eos_token_id
+        old = old if isinstance(old, list) else [old] if old is not None else []
+        generation_config.eos_token_id = [eos_id] + [t for t in old if t != eos_id]
 
 
 def context_limit(model: str, trust_remote_code: bool = False) -> int | None:
@@ -257,6 +293,15 @@ def _vllm_class():
             generate = self.model.generate
             self.model.generate = lambda *args, **kw: generate(*args, **{**kw, "use_tqdm": False})
 
+        stop_token_ids: list[int] = []  # --chat-template's end of turn (use_template)
+
+        def modify_gen_kwargs(self, gen_kwargs, eos=None, default_max_gen_toks: int = 256):
+            kwargs, until, max_gen_toks = VLLM.modify_gen_kwargs(gen_kwargs, eos=eos,
+                                                                 default_max_gen_toks=default_max_gen_toks)
+            if self.stop_token_ids:
+                kwargs = {**kwargs, "stop_token_ids": list(self.stop_token_ids)}
+            return kwargs, until, max_gen_toks
+
         def _model_generate(self, requests, generate=False, sampling_params=None):
             outputs = super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
             if generate:
@@ -283,11 +328,16 @@ def _openai_class():
                                                       add_generation_prompt=add_generation_prompt)
             return strip_auto_bos(text, self.tokenizer)
 
+        stop_token_ids: list[int] = []  # --chat-template's end of turn (use_template), sent as vLLM's extra field
+
         def _create_payload(self, messages, generate=False, gen_kwargs=None, seed=1234, eos=None, **kwargs):
             if generate:
                 seed = self.next_seed(messages)
-            return super()._create_payload(messages, generate=generate, gen_kwargs=gen_kwargs, seed=seed,
-                                           eos=eos, **kwargs)
+            payload = super()._create_payload(messages, generate=generate, gen_kwargs=gen_kwargs, seed=seed,
+                                              eos=eos, **kwargs)
+            if generate and self.stop_token_ids:
+                payload["stop_token_ids"] = list(self.stop_token_ids)
+            return payload
 
         def next_seed(self, prompt: Any) -> int:
             """The seed of the next sample of this prompt: the run seed, the prompt and how many samples of it

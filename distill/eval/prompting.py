@@ -38,7 +38,7 @@ class Prompting:
 
 def resolve_prompting(cfg: Any, manifest: dict[str, Any] | None):
     """(tokenizer, Prompting): the reasoning mode and why, the prefill, and the chat template's own system turn."""
-    tokenizer = eval_tokenizer(cfg.model, cfg.trust_remote_code)
+    tokenizer = eval_tokenizer(cfg.model, cfg.trust_remote_code, cfg.chat_template)
     default = PromptRenderer(tokenizer, cfg.default_system, say=False).default  # said when the model runs
     mode, why = reasoning_mode(cfg, tokenizer, manifest)
     prefill = mode == "on" if cfg.think_prefill is None else cfg.think_prefill

@@ -61,7 +61,7 @@ def finish_results(out: Path, cfg: EvalConfig, results: dict[str, Any], promptin
     results.update({
         "model": cfg.model,
         "protocol": {
-            "chat_template": True, "reasoning": prompting.reasoning, "reasoning_requested": cfg.reasoning,
+            "chat_template": cfg.chat_template or "the model's own", "reasoning": prompting.reasoning, "reasoning_requested": cfg.reasoning,
             "reasoning_why": prompting.why,
             "system_prompt": prompting.system_prompt,
             "system_prompt_source": "the chat template's default (no system message is given)"

@@ -44,7 +44,7 @@ from distill.eval.code_hooks import score_problem as score_code
 from distill.eval.config import EvalConfig
 from distill.eval.math_hooks import add_think_prefill
 from distill.eval.metrics import clear_cache, score_problem, summarize, with_lengths
-from distill.eval.models import LMSpec, check_model_path, context_limit, open_model
+from distill.eval.models import LMSpec, check_model_path, context_limit, open_model, use_template
 from distill.eval.prompting import Prompting, resolve_prompting
 from distill.eval.report import write_report
 from distill.eval.results import (
@@ -196,6 +196,7 @@ def task_fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None 
         "reasoning": prompting.reasoning,
         "think_prefill": prompting.think_prefill,
         "system_prompt": prompting.system_prompt,
+        **({"chat_template": cfg.chat_template} if cfg.chat_template else {}),  # absent: old results still match
         "limit": cfg.limit,
         "data": data_source(cfg, ref),
         "stop": gen.get("until", []),
@@ -259,6 +260,7 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
     tasks = load_tasks(manager, todo)
     spec = model_spec(cfg, tasks, tokenizer, prompting)
     lm = open_model(spec)  # a refusal here or in model_spec is the only line printed
+    use_template(lm, spec)
     get_logger().info(f"reasoning {prompting.reasoning}: {prompting.why}")
     PromptRenderer(tokenizer, prompting.default_system)  # says so, once, when the template adds a system turn
     results["backend"] = spec.backend
@@ -309,6 +311,7 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Pro
         data_parallel=cfg.data_parallel, gpu_memory_utilization=cfg.gpu_memory_utilization,
         base_url=cfg.base_url, served_model=cfg.served_model, api_key_env=cfg.api_key_env,
         concurrency=cfg.concurrency, engine_args=dict(cfg.vllm), trust_remote_code=cfg.trust_remote_code,
+        chat_template=cfg.chat_template,
     )
 
 
