@@ -157,7 +157,7 @@ def test_gpqa_scores_the_shuffled_letters(tmp_path, tiny_model, capsys):
     results = json.loads((tmp_path / "right" / "results.json").read_text())
     task = results["tasks"]["gpqa_diamond"]
     assert (task["pass@1"], task["cons@k"], task["k"], task["n"]) == (1.0, 1.0, 4, 12)
-    assert task["shuffle_seed"] == 0 and "letter" in task["grader"]
+    assert task["shuffle_seed"] == 0 and "letter" in task["grader"] and "D) {choice D}" in task["user_prompt"]
     # the key is reproducible from the recorded seed, with nothing but the data and shuffle_choices
     rows = list(iter_jsonl(tmp_path / "right" / "samples" / "gpqa_diamond.jsonl"))
     source = {r["Record ID"]: r for r in iter_jsonl(data / "gpqa_diamond.jsonl")}

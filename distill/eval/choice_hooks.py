@@ -43,6 +43,7 @@ COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer
 # R1's math instruction with the letter asked for: the student was trained to end on a \boxed{} answer
 CHOICE_PROMPT_SUFFIX = ("Please reason step by step, and put the letter of the correct choice (A, B, C or D) "
                         "within \\boxed{}.")
+CHOICE_USER_PROMPT = "{question}\n\nA) {choice A}\nB) {choice B}\nC) {choice C}\nD) {choice D}\n" + CHOICE_PROMPT_SUFFIX
 DEFAULT_SHUFFLE_SEED = 0
 
 

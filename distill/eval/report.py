@@ -218,6 +218,8 @@ def protocol_section(results: dict[str, Any]) -> list[str]:
         grader = f"; grader: {t['grader']}" if t.get("grader") else ""
         shuffle = f"; choices shuffled with seed {t['shuffle_seed']}" if t.get("shuffle_seed") is not None else ""
         lines.append(f"- {name}: task `{t.get('task')}` v{t.get('version')}, data {t.get('data')}{grader}{shuffle}")
+        if t.get("user_prompt"):
+            lines.append(f"  - user prompt: `{t['user_prompt']!r}`")
         prov = t.get("provenance")
         if prov:
             version = f" {prov['engine_version']}" if prov.get("engine_version") else ""

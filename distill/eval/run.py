@@ -39,8 +39,8 @@ from distill.core.paths import eval_dir
 from distill.core.preempt import GraceExpired, StopOnSignal
 from distill.core.stage_dirs import RESULTS, SAMPLES
 from distill.eval.baseline import read_eval
+from distill.eval.choice_hooks import CHOICE_USER_PROMPT, score_choices
 from distill.eval.choice_hooks import COLUMNS as CHOICE_COLUMNS
-from distill.eval.choice_hooks import score_choices
 from distill.eval.code_hooks import clear_cache as clear_code_cache
 from distill.eval.code_hooks import score_problem as score_code
 from distill.eval.config import EvalConfig
@@ -455,7 +455,9 @@ def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_count
         f"lm-eval's pass@1 {reported} differs from the samples' {metrics['pass@1']}: scoring is not deterministic"
     )
     grader = {"grader": CODE_GRADER} if code else {"grader": CHOICE_GRADER} if is_choice_task(ref) else {}
-    shuffle = {"shuffle_seed": getattr(task, "shuffle_seed", None)} if is_choice_task(ref) else {}
+    # a multiple-choice task's own user turn (the protocol block's user_prompt is the math one) and its key's seed
+    shuffle = {"shuffle_seed": getattr(task, "shuffle_seed", None), "user_prompt": CHOICE_USER_PROMPT} \
+        if is_choice_task(ref) else {}
     return {"task": ref.name, "version": task.VERSION, "data": data_source(cfg, ref), "limit": cfg.limit,
             **grader, **shuffle, **metrics}
 
