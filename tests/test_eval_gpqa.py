@@ -257,6 +257,8 @@ def test_sampling_noise_formula():
     assert sampling_noise([1.0, 0.0], 8) == {"pass@1_sampling_stderr": 0.0, "samples_for_1pt": 8}
     assert sampling_noise([1.0, 0.0, 0.0, 1.0], 1)["pass@1_sampling_stderr"] == pytest.approx(0.25)  # the k=1 bound
     assert wide_stderr_warning("x", {"pass@1_sampling_stderr": 0.019, "k": 4, "n": 4}) is None
+    one = wide_stderr_warning("x", {**sampling_noise([1.0, 0.0, 0.0, 1.0], 1), "k": 1, "n": 4})
+    assert one.startswith("x: pass@1 moves by up to ± 25.0 points") and "about 625 samples per problem" in one
 
 
 def test_a_noisy_contest_is_warned_about_in_the_log_and_the_report(tmp_path, tiny_model, capsys):

@@ -53,6 +53,7 @@ def wide_stderr_warning(name: str, task: dict[str, Any]) -> str | None:
     stderr = task.get("pass@1_sampling_stderr")
     if stderr is None or stderr <= WIDE:
         return None
-    return (f"{name}: pass@1 moves by ± {100 * stderr:.1f} points from sampling alone (k={task['k']} samples on "
+    bound = "up to " if task["k"] == 1 else ""  # one sample per problem shows no per-problem variance: the bound
+    return (f"{name}: pass@1 moves by {bound}± {100 * stderr:.1f} points from sampling alone (k={task['k']} samples on "
             f"{task['n']} problems, above the {100 * WIDE:.0f}-point warning line); about {task['samples_for_1pt']} "
             f"samples per problem (--samples) would bring it under {100 * TARGET:.0f} point")
