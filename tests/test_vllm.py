@@ -190,6 +190,8 @@ def test_eval_vllm_end_to_end_and_the_hf_backend_agrees_greedily(tmp_path, vllm_
 
     results = json.loads((tmp_path / "vllm" / "results.json").read_text())
     assert results["backend"] == "vllm" and results["tasks"]["math500"]["pass@1"] == 0.0
+    prov = results["tasks"]["math500"]["provenance"]  # read from the engine, not echoed from --dtype
+    assert (prov["engine"], prov["dtype"], prov["k"], prov["n"]) == ("vllm", "float32", 1, 20) and prov["engine_version"]
     samples = {}
     for name in ("vllm", "hf"):
         rows = [json.loads(line) for line in (tmp_path / name / "samples" / "math500.jsonl").read_text().splitlines()]

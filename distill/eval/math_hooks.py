@@ -32,7 +32,7 @@ from distill.eval.metrics import prefetch, score_problem
 
 PROBLEM_KEYS = ("problem", "Problem", "question", "Question")
 ANSWER_KEYS = ("answer", "Answer", "expected_answer", "final_answer")
-ID_KEYS = ("id", "unique_id", "ID", "problem_id")
+ID_KEYS = ("id", "unique_id", "ID", "problem_id", "problem_idx")  # problem_idx: MathArena
 
 log = logging.getLogger("distill")
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from distill.core.protocol import THINK_CLOSE
+from distill.eval.variance import sampling_noise
 from distill.grading.answers import equivalent_many, extract_answer, extract_boxed, is_equivalent
 
 DEFAULT_TIMEOUT = 5.0
@@ -183,6 +184,7 @@ def summarize(scores: Sequence[ProblemScore], tokens: Sequence[Sequence[int]] | 
     result: dict[str, object] = {
         "pass@1": statistics.fmean(shares),
         "pass@1_stderr": statistics.stdev(shares) / math.sqrt(n) if n > 1 else None,
+        **sampling_noise(shares, k),  # the part of it that more samples per problem would shrink
         "cons@k": statistics.fmean(float(s.majority_correct) for s in scores)
         if all(s.majority_correct is not None for s in scores) else None,
         "pass@k": statistics.fmean(s.pass_at(k) for s in scores),

@@ -17,6 +17,7 @@ from typing import Any
 from distill.core.errors import DistillError
 from distill.core.manifest import find_stage
 from distill.eval.baseline import differences, same_model
+from distill.eval.variance import TARGET, WIDE, wide_stderr_warning
 
 # The R1 paper's protocol, under which the R1-Distill numbers were published.
 PUBLISHED_PROTOCOL = {"max_tokens": 32768, "temperature": 0.6, "top_p": 0.95}
@@ -150,7 +151,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     for i, key in enumerate(refs, 1):
         src = sources.get(key, {})
         lines.append(f"[{i}] {src.get('title', key)}, {src.get('where', '')}: {src.get('url', '')}")
-    lines += [""] + comparability_notes(results) + protocol_section(results) + lineage_section(results)
+    lines += [""] + noise_section(results) + comparability_notes(results) + protocol_section(results)
+    lines += lineage_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -170,6 +172,18 @@ def baseline_lines(baseline: dict[str, Any] | None) -> list[str]:
     p = baseline.get("protocol") or {}
     return [f"Base model `{baseline['model']}` (found by {baseline['found_by']}): reasoning {p.get('reasoning', 'on')}"
             f" ({p.get('reasoning_why') or 'not recorded'}), results in `{baseline['path']}`.", ""]
+
+
+def noise_section(results: dict[str, Any]) -> list[str]:
+    """The tasks whose pass@1 another draw of samples would move by more than WIDE (distill.eval.variance)."""
+    warnings = [w for name, t in results["tasks"].items() if (w := wide_stderr_warning(name, t))]
+    if not warnings:
+        return []
+    return ["## Wide standard errors", "",
+            f"The ± above is the spread across problems, which no k shrinks; these tasks also have more than "
+            f"{100 * WIDE:.0f} points of sampling noise (the part k controls; the samples needed for "
+            f"{100 * TARGET:.0f} point come from the observed per-problem variance):", "",
+            *[f"- {w}" for w in warnings], ""]
 
 
 def comparability_notes(results: dict[str, Any]) -> list[str]:
@@ -202,7 +216,15 @@ def protocol_section(results: dict[str, Any]) -> list[str]:
         lines.append(f"- {key}: `{p.get(key)!r}`" if key in ("user_prompt", "think_prefill") else f"- {key}: {p.get(key)}")
     for name, t in results["tasks"].items():
         grader = f"; grader: {t['grader']}" if t.get("grader") else ""
-        lines.append(f"- {name}: task `{t.get('task')}` v{t.get('version')}, data {t.get('data')}{grader}")
+        shuffle = f"; choices shuffled with seed {t['shuffle_seed']}" if t.get("shuffle_seed") is not None else ""
+        lines.append(f"- {name}: task `{t.get('task')}` v{t.get('version')}, data {t.get('data')}{grader}{shuffle}")
+        if t.get("user_prompt"):
+            lines.append(f"  - user prompt: `{t['user_prompt']!r}`")
+        prov = t.get("provenance")
+        if prov:
+            version = f" {prov['engine_version']}" if prov.get("engine_version") else ""
+            lines.append(f"  - engine {prov['engine']}{version}, dtype {prov.get('dtype') or 'the server decides'}, "
+                         f"sampling seed {prov['seeds'].get('sampling')}, k {prov['k']}, n {prov['n']}")
     versions = results.get("versions", {})
     lines += ["- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     if p.get("rendered_prompt"):

@@ -26,6 +26,7 @@ from distill.eval.baseline import find_baseline
 from distill.eval.config import EvalConfig
 from distill.eval.prompting import Prompting
 from distill.eval.report import lineage_summary, load_published, match_published
+from distill.eval.variance import wide_stderr_warning
 
 # ---------------------------------------------------------------- resuming
 
@@ -150,6 +151,9 @@ def print_eval_summary(out: Path, results: dict[str, Any], shorts: list[str]) ->
         rows[f"{name} pass@1 (k={t['k']}, n={t['n']})"] = f"{100 * t['pass@1']:.1f}{err}"
         cons = f"{100 * t['cons@k']:.1f}" if t.get("cons@k") is not None else "-"
         rows[f"{name} cons@k / truncated"] = f"{cons} / {100 * t['truncated']:.1f}%"
+        if wide_stderr_warning(name, t):
+            rows[f"{name} sampling noise"] = (f"± {100 * t['pass@1_sampling_stderr']:.1f} (wide): ~{t['samples_for_1pt']} "
+                                              "samples per problem for ± 1")
     student = (results.get("published") or {}).get("student")
     if student:
         rows["published beside it"] = student["name"]

@@ -39,6 +39,8 @@ from distill.core.paths import eval_dir
 from distill.core.preempt import GraceExpired, StopOnSignal
 from distill.core.stage_dirs import RESULTS, SAMPLES
 from distill.eval.baseline import read_eval
+from distill.eval.choice_hooks import CHOICE_USER_PROMPT, score_choices
+from distill.eval.choice_hooks import COLUMNS as CHOICE_COLUMNS
 from distill.eval.code_hooks import clear_cache as clear_code_cache
 from distill.eval.code_hooks import score_problem as score_code
 from distill.eval.config import EvalConfig
@@ -46,6 +48,7 @@ from distill.eval.math_hooks import add_think_prefill
 from distill.eval.metrics import clear_cache, score_problem, summarize, with_lengths
 from distill.eval.models import LMSpec, check_model_path, context_limit, open_model, use_template
 from distill.eval.prompting import Prompting, resolve_prompting
+from distill.eval.provenance import task_provenance
 from distill.eval.report import write_report
 from distill.eval.results import (
     finish_results,
@@ -56,6 +59,7 @@ from distill.eval.results import (
     write_json,
     write_jsonl,
 )
+from distill.eval.variance import wide_stderr_warning
 from distill.grading.sandbox import check_sandbox
 
 EVAL_DIR = eval_dir()
@@ -176,8 +180,9 @@ def check_data(cfg: EvalConfig, refs: list[TaskRef]) -> None:
         if not ref.data_file:
             raise DistillError(f"task {ref.name} names no metadata.data_file, so it cannot read --data-dir")
         if not (data_dir / ref.data_file).is_file():
+            fields = "the hub's columns: " + ", ".join(CHOICE_COLUMNS) if is_choice_task(ref) else "id, problem, answer"
             raise DistillError(f"{data_dir / ref.data_file} not found: --data-dir must hold {ref.data_file} "
-                               f"(JSON lines with id, problem, answer) for task {ref.short}")
+                               f"(JSON lines with {fields}) for task {ref.short}")
 
 
 def task_fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None = None) -> dict[str, Any]:
@@ -207,7 +212,8 @@ def task_fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None 
 def data_source(cfg: EvalConfig, ref: TaskRef) -> str:
     if cfg.data_dir:
         return str((Path(cfg.data_dir).expanduser() / ref.data_file).resolve())
-    return f"{ref.config.get('dataset_path')} ({ref.config.get('test_split')} split)"
+    name = f", config {ref.config['dataset_name']}" if ref.config.get("dataset_name") else ""
+    return f"{ref.config.get('dataset_path')} ({ref.config.get('test_split')} split{name})"
 
 
 def plan(results: dict[str, Any], refs: list[TaskRef], cfg: EvalConfig, out: Path,
@@ -269,6 +275,10 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
             return
         results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out, prompting)
         results["tasks"][ref.short]["fingerprint"] = task_fingerprint(cfg, ref, prompting)
+        results["tasks"][ref.short]["provenance"] = task_provenance(lm, spec, tasks[ref.name], results["tasks"][ref.short])
+        warning = wide_stderr_warning(ref.short, results["tasks"][ref.short])
+        if warning:
+            get_logger().warning(warning)
         write_json(out / RESULTS, results)  # a crash in the next task keeps this one
         clear_cache()
         clear_code_cache()
@@ -277,10 +287,31 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
 def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
     try:
         return manager.load([r.name for r in refs])["tasks"]
+    except DistillError:  # a hook's own one-line error (a data file missing a column)
+        raise
     except Exception as err:  # noqa: BLE001 - datasets/hub raise many kinds; all mean "could not load the data"
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        gated = [r for r in refs if (r.config.get("metadata") or {}).get("gated")]
+        if gated and _is_gated_error(err):
+            ref = gated[0]
+            raise DistillError(
+                f"{ref.config.get('dataset_path')} (task {ref.short}) is gated on the hub and this machine has no "
+                f"access: accept its terms at https://huggingface.co/datasets/{ref.config.get('dataset_path')}, then "
+                f"log in (`huggingface-cli login`, or set HF_TOKEN); or pass --data-dir DIR with {ref.data_file}"
+            ) from None
+        files = ", ".join(r.data_file for r in refs if r.data_file)
+        hint = " (gated datasets also need their terms accepted and HF_TOKEN)" if gated else ""
         raise DistillError(f"could not load the eval data of {', '.join(r.short for r in refs)} ({first}); "
-                           "pass --data-dir with aime24.jsonl, aime25.jsonl, math500.jsonl when offline") from None
+                           f"pass --data-dir with {files} when offline{hint}") from None
+
+
+def _is_gated_error(err: BaseException) -> bool:
+    """The hub refused a gated dataset (no token, or its terms not accepted), through whichever library."""
+    while err is not None:
+        if type(err).__name__ == "GatedRepoError" or "gated" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Prompting):
@@ -406,7 +437,8 @@ def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_count
     code = is_code_task(ref)
     for sample in sorted(raw["samples"][ref.name], key=lambda s: s["doc_id"]):
         doc, responses = sample["doc"], list(sample["resps"][0])
-        score, outcomes = score_doc(code, responses, doc, reasoning)
+        score, outcomes = (score_choices(responses, doc["answer"], reasoning), []) if is_choice_task(ref) \
+            else score_doc(code, responses, doc, reasoning)
         lengths = response_tokens(lm_counts, responses, tokenizer)
         if not reasoning:  # no think block to miss: cut off means it used the whole budget
             score = with_lengths(score, lengths, cfg.max_tokens)
@@ -425,13 +457,25 @@ def score_and_write(raw: dict[str, Any], task, ref: TaskRef, tokenizer, lm_count
     assert reported is None or abs(reported - metrics["pass@1"]) < 1e-9, (
         f"lm-eval's pass@1 {reported} differs from the samples' {metrics['pass@1']}: scoring is not deterministic"
     )
-    grader = {"grader": CODE_GRADER} if code else {}
+    grader = {"grader": CODE_GRADER} if code else {"grader": CHOICE_GRADER} if is_choice_task(ref) else {}
+    # a multiple-choice task's own user turn (the protocol block's user_prompt is the math one) and its key's seed
+    shuffle = {"shuffle_seed": getattr(task, "shuffle_seed", None), "user_prompt": CHOICE_USER_PROMPT} \
+        if is_choice_task(ref) else {}
     return {"task": ref.name, "version": task.VERSION, "data": data_source(cfg, ref), "limit": cfg.limit,
-            **grader, **metrics}
+            **grader, **shuffle, **metrics}
 
 
 CODE_GRADER = ("sandbox: the last ```python block after </think> runs against the problem's tests under bubblewrap "
                "(no network, read-only root, CPU/memory/process/output limits); correct = every test passed")
+
+
+CHOICE_GRADER = ("letter: the last \\boxed{} holding one letter A-D (or the last 'Answer: X') after </think>, against "
+                 "the letter the correct choice was shuffled to (shuffle_seed)")
+
+
+def is_choice_task(ref: TaskRef) -> bool:
+    """A multiple-choice task (metadata grader: choice, as eval/gpqa sets): a letter against the shuffled key."""
+    return (ref.config.get("metadata") or {}).get("grader") == "choice"
 
 
 def is_code_task(ref: TaskRef) -> bool:
