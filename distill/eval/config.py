@@ -58,6 +58,9 @@ class EvalConfig:
                                        "(chatml_r1, llama3_r1, gemma_r1, mistral_r1) or a .jinja file; for a base "
                                        "model whose tokenizer has none (the 'before' row). Its end-of-turn token "
                                        "ends a sample, beside the model's own EOS.")
+    journal_chunk: int | None = option(None, help="Samples generated and journaled together: a killed run redoes "
+                                       "at most one such chunk of the task in hand (default: hf 32, vllm 512, "
+                                       "openai 256).")
     trust_remote_code: bool = option(False, help="Let the model run the Python code it ships (auto_map); off by "
                                      "default: turn it on only for a source you trust.")
     max_model_len: int | None = option(None, help="vllm: context length; default the longest prompt + "

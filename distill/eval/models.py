@@ -29,6 +29,7 @@ from distill.core.model_source import is_gguf, local_model, remote_code_error
 from distill.core.protocol import draw_seed
 from distill.core.readers import looks_local
 from distill.core.vllm_args import engine_error, engine_kwargs, is_cpu_build, require_vllm
+from distill.eval.journal import key_seed, sample_keys
 
 
 @dataclass
@@ -54,6 +55,12 @@ class LMSpec:
     request_timeout: float = 3600.0
     max_retries: int = 5
     chat_template: str | None = None  # --chat-template: replaces the model's own
+    journal_chunk: int | None = None  # samples per journaled chunk; None: the backend's default (JOURNAL_CHUNK)
+
+
+# Samples per journaled chunk: what a kill can lose, against the tail each chunk waits for (a chunk ends with its
+# longest sample: vLLM and a server keep their batches full only inside a chunk)
+JOURNAL_CHUNK = {"hf": 32, "vllm": 512, "openai": 256}
 
 
 # ---------------------------------------------------------------- checking the model before loading it
@@ -151,7 +158,10 @@ def open_model(spec: LMSpec):
     if spec.backend not in openers:
         raise DistillError(f"unknown backend '{spec.backend}'; choose one of {', '.join(openers)}")
     try:
-        return openers[spec.backend](spec)
+        lm = openers[spec.backend](spec)
+        lm.journal_chunk = spec.journal_chunk or JOURNAL_CHUNK[spec.backend]
+        lm.run_seed = spec.seed
+        return lm
     except (OSError, ValueError) as err:
         known = remote_code_error(err, spec.model)
         if known:
@@ -238,9 +248,45 @@ def served_models(base_url: str, header: dict[str, str] | None) -> list[str]:
 
 class _Progressing:
     """Mixin: advance `self.progress` (a distill.core.log.Progress, or None) as samples finish, and remember how
-    many tokens each response took as generated (re-tokenizing the text can give another count)."""
+    many tokens each response took as generated (re-tokenizing the text can give another count); with
+    `self.journal` set (distill.eval.journal), generate in chunks that are journaled as each finishes, and take
+    the chunks a killed run finished from the journal."""
 
     progress = None
+    journal = None  # a SampleJournal while a task runs
+    journal_chunk = 64  # samples per journaled chunk (LMSpec.journal_chunk)
+    run_seed = 1234  # the eval's --seed: each chunk's (or request's) sampling seed derives from it
+
+    def journaled(self, requests: list[Any], generate) -> list[str]:
+        """`generate(chunk) -> texts` over fixed chunks of `requests`; see distill.eval.journal for why the
+        samples then equal an unbroken run's."""
+        if self.journal is None:
+            return generate(requests)
+        keys = sample_keys(requests)
+        texts: list[str] = []
+        for start in range(0, len(requests), self.journal_chunk):
+            chunk, chunk_keys = requests[start:start + self.journal_chunk], keys[start:start + self.journal_chunk]
+            found = [self.journal.get(k) for k in chunk_keys]
+            if all(found):
+                for text, tokens in found:
+                    if tokens is not None:
+                        self.token_counts[text] = tokens
+                self.journal.resumed += len(chunk)
+                self.skipped(chunk)
+                self._advance(len(chunk), sum(t or 0 for _, t in found))
+                texts += [text for text, _ in found]
+                continue
+            self.seed_chunk(chunk, chunk_keys)
+            out = generate(chunk)
+            self.journal.add([(k, t, self.token_counts.get(t)) for k, t in zip(chunk_keys, out, strict=True)])
+            texts += out
+        return texts
+
+    def seed_chunk(self, chunk: list[Any], keys: list[str]) -> None:
+        """Seed the sampling of a chunk about to be generated (per backend)."""
+
+    def skipped(self, chunk: list[Any]) -> None:
+        """A chunk taken from the journal (the openai backend counts its draws)."""
 
     def _advance(self, samples: int, tokens: int) -> None:
         if self.progress is not None:
@@ -259,7 +305,15 @@ def _hf_class():
 
     class ReasoningHFLM(_Progressing, HFLM):
         def generate_until(self, requests, disable_tqdm: bool = False):
-            return super().generate_until(requests, disable_tqdm=True)  # distill's progress line instead
+            # disable_tqdm: distill's progress line instead
+            return self.journaled(requests, lambda chunk: HFLM.generate_until(self, chunk, disable_tqdm=True))
+
+        def seed_chunk(self, chunk, keys) -> None:
+            import torch
+
+            # transformers samples a batch from torch's global generator: seeded per chunk, a chunk generated
+            # again after a kill (same requests, same batches) draws the same tokens
+            torch.manual_seed(key_seed(self.run_seed, keys[0]))
 
         def tok_decode(self, tokens, skip_special_tokens: bool = True):
             if isinstance(tokens, int) or not skip_special_tokens:
@@ -302,7 +356,30 @@ def _vllm_class():
                 kwargs = {**kwargs, "stop_token_ids": list(self.stop_token_ids)}
             return kwargs, until, max_gen_toks
 
+        _seeds: dict[tuple[int, ...], list[int]] = {}  # context token ids -> seeds of its samples, in order
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return self.journaled(requests, lambda chunk: VLLM.generate_until(self, chunk, disable_tqdm=True))
+
+        def seed_chunk(self, chunk, keys) -> None:
+            # a seed per request (vLLM samples each with its own generator): a sample's text depends on its key
+            # alone, not on the engine's state, so a resumed run draws what the unbroken run drew
+            encoded = self.tok_encode([r.args[0] for r in chunk])
+            self._seeds = {}
+            for ids, key in zip(encoded, keys, strict=True):
+                self._seeds.setdefault(tuple(ids), []).append(key_seed(self.run_seed, key))
+
         def _model_generate(self, requests, generate=False, sampling_params=None):
+            if generate and self._seeds and sampling_params is not None:
+                params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(requests)
+                seeded = []
+                for ids, sp in zip(requests, params, strict=True):
+                    seeds = self._seeds.get(tuple(ids))
+                    one = sp.clone()
+                    if seeds:
+                        one.seed = seeds.pop(0)
+                    seeded.append(one)
+                sampling_params = seeded
             outputs = super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
             if generate:
                 for o in outputs:
@@ -338,6 +415,15 @@ def _openai_class():
             if generate and self.stop_token_ids:
                 payload["stop_token_ids"] = list(self.stop_token_ids)
             return payload
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            return self.journaled(requests, lambda chunk: LocalCompletionsAPI.generate_until(self, chunk,
+                                                                                           disable_tqdm=True))
+
+        def skipped(self, chunk) -> None:
+            for request in chunk:  # the draws the journal holds still count, so later samples keep their seeds
+                prompt = request.args[0]
+                self._draws[prompt if isinstance(prompt, str) else json.dumps(prompt)] += 1
 
         def next_seed(self, prompt: Any) -> int:
             """The seed of the next sample of this prompt: the run seed, the prompt and how many samples of it

@@ -46,6 +46,7 @@ from distill.eval.code_hooks import score_problem as score_code
 from distill.eval.config import EvalConfig
 from distill.eval.math_hooks import add_think_prefill
 from distill.eval.metrics import clear_cache, score_problem, summarize, with_lengths
+from distill.eval.journal import SampleJournal
 from distill.eval.models import LMSpec, check_model_path, context_limit, open_model, use_template
 from distill.eval.prompting import Prompting, resolve_prompting
 from distill.eval.provenance import task_provenance
@@ -77,6 +78,9 @@ class TaskRef:
     @property
     def data_file(self) -> str | None:
         return (self.config.get("metadata") or {}).get("data_file")
+
+
+JOURNAL = ".journal"  # OUT/.journal/<task>.jsonl: the finished samples of the task in hand (distill.eval.journal)
 
 
 def run(cfg: EvalConfig) -> Path:
@@ -273,13 +277,21 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
     for ref in todo:
         if stop is not None and stop.requested:
             return
+        journal = SampleJournal(out / JOURNAL / f"{ref.short}.jsonl", task_fingerprint(cfg, ref, prompting))
+        if journal.done:
+            get_logger().info(f"{ref.short}: {len(journal.done):,} samples finished by an earlier run are in its "
+                              "journal; generating the rest")
+        lm.journal = journal
         results["tasks"][ref.short] = run_task(cfg, lm, manager, tasks[ref.name], ref, tokenizer, out, prompting)
+        lm.journal = None
+        results["tasks"][ref.short]["resumed_samples"] = journal.resumed
         results["tasks"][ref.short]["fingerprint"] = task_fingerprint(cfg, ref, prompting)
         results["tasks"][ref.short]["provenance"] = task_provenance(lm, spec, tasks[ref.name], results["tasks"][ref.short])
         warning = wide_stderr_warning(ref.short, results["tasks"][ref.short])
         if warning:
             get_logger().warning(warning)
         write_json(out / RESULTS, results)  # a crash in the next task keeps this one
+        journal.remove()
         clear_cache()
         clear_code_cache()
 
@@ -342,7 +354,7 @@ def model_spec(cfg: EvalConfig, tasks: dict[str, Any], tokenizer, prompting: Pro
         data_parallel=cfg.data_parallel, gpu_memory_utilization=cfg.gpu_memory_utilization,
         base_url=cfg.base_url, served_model=cfg.served_model, api_key_env=cfg.api_key_env,
         concurrency=cfg.concurrency, engine_args=dict(cfg.vllm), trust_remote_code=cfg.trust_remote_code,
-        chat_template=cfg.chat_template,
+        chat_template=cfg.chat_template, journal_chunk=cfg.journal_chunk,
     )
 
 
@@ -397,6 +409,8 @@ def run_task(cfg: EvalConfig, lm, manager, task, ref: TaskRef, tokenizer, out: P
     problems = min(cfg.limit, len(task.eval_docs)) if cfg.limit else len(task.eval_docs)
     with progress(f"eval {ref.short}", total=problems * k, unit="samples") as bar:
         lm.progress = bar
+        if lm.journal is not None and lm.journal.done:
+            bar.note = f"{len(lm.journal.done):,} in the journal"
         try:
             raw = lm_eval.simple_evaluate(
                 model=lm, tasks=[task], task_manager=manager, limit=cfg.limit, apply_chat_template=True,
