@@ -162,6 +162,9 @@ def task_metadata(cfg: EvalConfig, prompting: Prompting) -> dict[str, Any]:
         "think_prefill": prompting.think_prefill,
         "drop_system_block": prompting.drop_block,
         "data_dir": str(Path(cfg.data_dir).expanduser().resolve()) if cfg.data_dir else None,
+        # read by the livecodebench task's loader (eval/livecodebench/utils.py), ignored by the others
+        "livecodebench_window": cfg.livecodebench.window,
+        "livecodebench_release": cfg.livecodebench.release,
     }
 
 
@@ -204,8 +207,13 @@ def task_fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None 
 
 
 def data_source(cfg: EvalConfig, ref: TaskRef) -> str:
+    # a windowed task's numbers depend on its window: it is part of the data, so of the fingerprint
+    window = (f", contest dates {cfg.livecodebench.window}"
+              if "livecodebench_window" in (ref.config.get("metadata") or {}) else "")
     if cfg.data_dir:
-        return str((Path(cfg.data_dir).expanduser() / ref.data_file).resolve())
+        return str((Path(cfg.data_dir).expanduser() / ref.data_file).resolve()) + window
+    if window:
+        return f"{(ref.config.get('metadata') or {}).get('hub')} {cfg.livecodebench.release}{window}"
     return f"{ref.config.get('dataset_path')} ({ref.config.get('test_split')} split)"
 
 
