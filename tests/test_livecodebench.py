@@ -167,7 +167,7 @@ def test_distill_eval_livecodebench_end_to_end_on_the_tiny_model(tmp_path, tiny_
     out = tmp_path / "eval"
     res = run_cli("eval", "--model", tiny_model, "--tasks", "livecodebench", "--backend", "hf", "--samples", "2",
                   "--max-tokens", "16", "--data-dir", data_dir, "--out", out,
-                  "--set", "livecodebench.window=2024-09-01:2025-01-31")
+                  "--set", "livecodebench.window=2024-09-01:2025-01-31", "--published", "DeepSeek-R1-Distill-Qwen-7B")
     assert res.returncode == 0, res.stderr
     results = json.loads((out / "results.json").read_text())
     t = results["tasks"]["livecodebench"]
@@ -178,6 +178,9 @@ def test_distill_eval_livecodebench_end_to_end_on_the_tiny_model(tmp_path, tiny_
     assert all(s["outcome"] == "no_code" for s in samples)  # a random model writes no code; each is recorded
     assert "2024-09-01:2025-01-31" in json.dumps(results)  # the window is part of the recorded data source
     assert "livecodebench pass@1" in res.stdout
+    report = (out / "report.md").read_text()  # beside the published student and teacher, window flagged
+    assert "37.6 [1]" in report and "65.9 [1]" in report
+    assert "contest dates 2024-09-01:2025-01-31 (published: contest dates 2024-08-01:2025-01-31)" in report
 
 
 def test_distill_eval_refuses_a_bad_window_or_row_in_one_line(tmp_path, tiny_model):
