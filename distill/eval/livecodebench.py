@@ -34,7 +34,7 @@ HUB_ID = "livecodebench/code_generation_lite"
 # the hub copy is a loading script over these files, which newer `datasets` no longer runs; releases are
 # cumulative, each adds one file of newer problems
 RELEASE_FILES = {f"release_v{n}": ["test.jsonl"] + [f"test{i}.jsonl" for i in range(2, n + 1)] for n in range(1, 7)}
-# R1's window (arXiv:2501.12948, Table 4 footnote: LiveCodeBench 2024-08 to 2025-01); release_v5 covers it
+# R1's window (arXiv:2501.12948 §3.1: LiveCodeBench 2024-08 to 2025-01); release_v5 covers it
 DEFAULT_WINDOW = "2024-08-01:2025-01-31"
 DEFAULT_RELEASE = "release_v5"
 COLUMNS = ("question_id", "question_content", "contest_date", "public_test_cases", "private_test_cases")

@@ -21,7 +21,7 @@ from distill.eval.baseline import differences, same_model
 # The R1 paper's protocol, under which the R1-Distill numbers were published.
 PUBLISHED_PROTOCOL = {"max_tokens": 32768, "temperature": 0.6, "top_p": 0.95}
 PUBLISHED_K = {"aime24": 64, "aime25": 64}
-PUBLISHED_WINDOW = "2024-08-01:2025-01-31"  # R1's LiveCodeBench problems (arXiv:2501.12948, Table 4)
+PUBLISHED_WINDOW = "2024-08-01:2025-01-31"  # R1's LiveCodeBench problems (arXiv:2501.12948 §3.1)
 DEFAULT_TEACHER = "deepseek-ai/DeepSeek-R1"
 
 
