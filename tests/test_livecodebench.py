@@ -93,6 +93,10 @@ def test_a_row_missing_a_column_names_it_and_the_fix():
     no_name = {**EVENS, "metadata": "{}"}
     with pytest.raises(DistillError, match="func_name"):
         load_rows([no_name])
+    for bad, says in (({"contest_date": "soon"}, "not an ISO date"), ({"metadata": "{func"}, "metadata is not JSON"),
+                      ({"private_test_cases": "not base64!"}, "neither JSON nor the hub's compressed form")):
+        with pytest.raises(DistillError, match=says):
+            load_rows([{**EVENS, **bad}])
 
 
 @needs_bwrap

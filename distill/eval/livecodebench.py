@@ -86,7 +86,11 @@ def load_rows(rows: list[dict[str, Any]], window: str = DEFAULT_WINDOW, where: s
             raise DistillError(f"{where} row {i} ({row.get('question_id', 'no question_id')}) has no "
                                f"{', '.join(missing)}: each row needs the hub's columns ({', '.join(COLUMNS)}, "
                                f"starter_code, metadata), as in {HUB_ID}")
-        day = date.fromisoformat(str(row["contest_date"])[:10])
+        try:
+            day = date.fromisoformat(str(row["contest_date"])[:10])
+        except ValueError:
+            raise DistillError(f"{where} row {i} ({row['question_id']}): contest_date {row['contest_date']!r} is not "
+                               "an ISO date; give it as the hub does, e.g. 2024-09-14T00:00:00") from None
         if start <= day <= end:
             docs.append(to_doc(row, i, where))
     return docs
@@ -101,7 +105,11 @@ def to_doc(row: dict[str, Any], index: int, where: str = "livecodebench") -> dic
                            f"form ({err}); copy public_test_cases/private_test_cases as the hub gives them") from err
     functional = any(c.get("testtype") == "functional" for c in cases)
     meta = row.get("metadata") or "{}"
-    meta = json.loads(meta) if isinstance(meta, str) else meta
+    try:
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+    except json.JSONDecodeError:
+        raise DistillError(f"{where} row {index} ({qid}): metadata is not JSON; give it as the hub does, e.g. "
+                           '{"func_name": "twoSum"}') from None
     if functional and not meta.get("func_name"):
         raise DistillError(f"{where} row {index} ({qid}) has functional tests but no metadata.func_name: give the "
                            "row's metadata column as the hub has it, e.g. {\"func_name\": \"twoSum\"}")
