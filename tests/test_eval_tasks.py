@@ -31,7 +31,8 @@ def tasks(manager):
 def test_every_yaml_is_a_task_that_loads(manager, tasks):
     yamls = sorted(p.stem for p in EVAL.glob("*/*.yaml"))
     assert yamls == ["distill_aime24", "distill_aime25", "distill_aime26", "distill_arithmetic", "distill_brumo25",
-                     "distill_gpqa_diamond", "distill_hmmt_feb25", "distill_hmmt_feb26", "distill_humaneval", "distill_math500"]
+                     "distill_gpqa_diamond", "distill_hmmt_feb25", "distill_hmmt_feb26", "distill_humaneval",
+                     "distill_livecodebench", "distill_math500"]
     assert set(yamls) <= set(manager.all_subtasks)
     # the demo's task loads beside the R1 ones: a --data-dir without its file leaves it on its generated split
     [arithmetic] = manager.load(["distill_arithmetic"])["tasks"].values()

@@ -135,8 +135,10 @@ def test_code_is_the_last_python_block_after_think():
     assert extract_code("<think>\n```python\nprint(1)\n```") is None  # reasoning never closed
     assert extract_code("<think>\nok\n</think>\n\nNo code here.") is None
     assert parse_tests(["assert f(1) == 2", "assert f(2) == 3"]).asserts == "assert f(1) == 2\nassert f(2) == 3\n"
-    with pytest.raises(ValueError, match="fn_name"):
-        parse_tests({"inputs": [[1]], "outputs": [[2]], "fn_name": "f"})
+    calls = parse_tests({"inputs": [[1]], "outputs": [[2]], "fn_name": "f"})  # APPS call-based: run, not refused
+    assert (calls.entry_point, calls.calls, calls.loose) == ("f", (("[1]", "[2]"),), True)
+    with pytest.raises(ValueError, match="'f' need as many inputs as outputs"):
+        parse_tests({"inputs": [[1]], "outputs": [], "fn_name": "f"})
 
 
 def test_no_bubblewrap_means_a_refusal_naming_the_package(monkeypatch, tmp_path):

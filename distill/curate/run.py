@@ -30,7 +30,7 @@ from distill.core.errors import DistillError, Interrupted
 from distill.core.log import get_logger, progress
 from distill.core.manifest import MANIFEST, DirLock, atomic_write_text, now, read_manifest, spelled_out, write_manifest
 from distill.core.preempt import StopOnSignal
-from distill.core.schema import TRACE, validate
+from distill.core.schema import CODE, TRACE, validate
 from distill.core.shards import read_parquet
 from distill.core.stage_dirs import CURATION_REPORT, DATA, REJECTED, TRACES, is_parted, part_shards, shard_paths
 from distill.curate import worker
@@ -182,7 +182,8 @@ def input_columns(path: Path) -> list[str]:
     # a numeric reference answer (AIME's 25) is read as text, so it need not be a string column
     numeric_answer = "answer" in schema.names and (pa.types.is_integer(schema.field("answer").type)
                                                    or pa.types.is_floating(schema.field("answer").type))
-    expected = pa.schema([TRACE.field(n) for n in TRACE_REQUIRED + OPTIONAL
+    # the code columns live in schema.CODE, not TRACE: a file whose first row is a code row has them
+    expected = pa.schema([(TRACE if n in TRACE.names else CODE).field(n) for n in TRACE_REQUIRED + OPTIONAL
                           if (n in schema.names or n in TRACE_REQUIRED) and not (n == "answer" and numeric_answer)])
     validate(schema, expected, str(path), kind="trace")
     return [n for n in TRACE_REQUIRED + OPTIONAL if n in schema.names]

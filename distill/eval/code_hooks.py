@@ -1,5 +1,5 @@
-"""The lm-eval hooks of the code task families under `eval/` (distill_humaneval, and a user's own such as
-LiveCodeBench): docs, the prompt, and scoring by running every sample's program in the sandbox.
+"""The lm-eval hooks of the code task families under `eval/` (distill_humaneval, distill_livecodebench): docs,
+the prompt, and scoring by running every sample's program in the sandbox.
 
     # eval/humaneval/distill_humaneval.yaml
     class: !function utils.ReasoningTask     # the R1 protocol knobs and the <think> prefill (distill.eval.math_hooks)
@@ -9,8 +9,9 @@ LiveCodeBench): docs, the prompt, and scoring by running every sample's program 
     metadata: {grader: code, ...}           # tells `distill eval` to score samples with score_problem below
 
 A doc after `process_docs`: {"id": "HumanEval/0", "problem": "from typing import List\\n\\ndef has_close_...",
-"tests": "def check(candidate): ...", "entry_point": "has_close_elements", ...}. Stdin/stdout sets (a
-LiveCodeBench folder) give `tests` as {"inputs": [...], "outputs": [...]} and no entry point.
+"tests": "def check(candidate): ...", "entry_point": "has_close_elements", ...}. Stdin/stdout sets give `tests`
+as {"inputs": [...], "outputs": [...]} and no entry point; LiveCodeBench (distill/eval/livecodebench.py) gives its
+case list, with the function's name as entry point when the cases are functional.
 
 Scoring (the same grader as curate, distill/grading/programs.py): the program is the last fenced Python block after
 `</think>`; a sample is correct when it passes every test. pass@1 is the mean over the k samples, pass@k the

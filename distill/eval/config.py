@@ -3,11 +3,25 @@ package root without loading the stage."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from distill.core.config import option
 from distill.core.errors import DistillError
+
+
+@dataclass
+class LiveCodeBenchOptions:
+    window: str = option("2024-08-01:2025-01-31", help="Contest dates START:END (both included) of the problems "
+                         "scored; R1's window by default (arXiv:2501.12948: LiveCodeBench 2024-08 to 2025-01).")
+    release: str = option("release_v5", help="Hub release of livecodebench/code_generation_lite to read "
+                          "(release_v1 ... release_v6); release_v5 holds R1's window.")
+
+    def __post_init__(self) -> None:
+        from distill.eval.livecodebench import hub_files, parse_window
+
+        parse_window(self.window)
+        hub_files(self.release)
 
 
 @dataclass
@@ -71,6 +85,8 @@ class EvalConfig:
     api_key_env: str | None = option(None, help="openai backend: environment variable holding the API key.")
     concurrency: int = option(64, help="openai backend: requests in flight.")
     task_dirs: list[str] = option([], help="More lm-eval task folders to search besides eval/.")
+    livecodebench: LiveCodeBenchOptions = field(default_factory=LiveCodeBenchOptions, metadata={
+        "help": "The livecodebench task's problem set: --set livecodebench.window=START:END, livecodebench.release."})
     force: bool = option(False, help="Replace results in OUT that were made with another protocol.")
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from distill.eval.variance import TARGET, WIDE, wide_stderr_warning
 # The R1 paper's protocol, under which the R1-Distill numbers were published.
 PUBLISHED_PROTOCOL = {"max_tokens": 32768, "temperature": 0.6, "top_p": 0.95}
 PUBLISHED_K = {"aime24": 64, "aime25": 64}
+PUBLISHED_WINDOW = "2024-08-01:2025-01-31"  # R1's LiveCodeBench problems (arXiv:2501.12948 §3.1)
 DEFAULT_TEACHER = "deepseek-ai/DeepSeek-R1"
 
 
@@ -196,6 +197,9 @@ def comparability_notes(results: dict[str, Any]) -> list[str]:
             notes.append(f"{name}: k = {t['k']} samples per problem (published: {PUBLISHED_K[name]})")
         if t.get("limit"):
             notes.append(f"{name}: only the first {t['n']} problems (--limit)")
+        data = (t.get("fingerprint") or {}).get("data") or ""
+        if "contest dates" in data and PUBLISHED_WINDOW not in data:  # LiveCodeBench's problems change by date
+            notes.append(f"{name}: {data.split(', ')[-1]} (published: contest dates {PUBLISHED_WINDOW})")
     if protocol.get("system_prompt"):
         notes.append(f"system prompt {protocol['system_prompt']!r}, added by the chat template (published: none)")
     if results.get("baseline"):

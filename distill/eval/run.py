@@ -44,9 +44,9 @@ from distill.eval.choice_hooks import COLUMNS as CHOICE_COLUMNS
 from distill.eval.code_hooks import clear_cache as clear_code_cache
 from distill.eval.code_hooks import score_problem as score_code
 from distill.eval.config import EvalConfig
+from distill.eval.journal import SampleJournal
 from distill.eval.math_hooks import add_think_prefill
 from distill.eval.metrics import clear_cache, score_problem, summarize, with_lengths
-from distill.eval.journal import SampleJournal
 from distill.eval.models import LMSpec, check_model_path, context_limit, open_model, use_template
 from distill.eval.prompting import Prompting, resolve_prompting
 from distill.eval.provenance import task_provenance
@@ -170,6 +170,9 @@ def task_metadata(cfg: EvalConfig, prompting: Prompting) -> dict[str, Any]:
         "think_prefill": prompting.think_prefill,
         "drop_system_block": prompting.drop_block,
         "data_dir": str(Path(cfg.data_dir).expanduser().resolve()) if cfg.data_dir else None,
+        # read by the livecodebench task's loader (eval/livecodebench/utils.py), ignored by the others
+        "livecodebench_window": cfg.livecodebench.window,
+        "livecodebench_release": cfg.livecodebench.release,
     }
 
 
@@ -214,8 +217,13 @@ def task_fingerprint(cfg: EvalConfig, ref: TaskRef, prompting: Prompting | None 
 
 
 def data_source(cfg: EvalConfig, ref: TaskRef) -> str:
+    # a windowed task's numbers depend on its window: it is part of the data, so of the fingerprint
+    window = (f", contest dates {cfg.livecodebench.window}"
+              if "livecodebench_window" in (ref.config.get("metadata") or {}) else "")
     if cfg.data_dir:
-        return str((Path(cfg.data_dir).expanduser() / ref.data_file).resolve())
+        return str((Path(cfg.data_dir).expanduser() / ref.data_file).resolve()) + window
+    if window:
+        return f"{(ref.config.get('metadata') or {}).get('hub')} {cfg.livecodebench.release}{window}"
     name = f", config {ref.config['dataset_name']}" if ref.config.get("dataset_name") else ""
     return f"{ref.config.get('dataset_path')} ({ref.config.get('test_split')} split{name})"
 

@@ -66,16 +66,19 @@ class Limits:
 
 @dataclass(frozen=True)
 class Job:
-    """A program and its tests: assert-style (`tests` + `entry_point`) or stdin/stdout `cases`."""
+    """A program and its tests: assert-style (`tests` + `entry_point`), stdin/stdout `cases`, or `calls` of the
+    function `entry_point` ((JSON arguments, JSON expected value) pairs; `loose`: APPS's one-item-list rule)."""
 
     code: str
     tests: str | None = None
     entry_point: str | None = None
     cases: tuple[tuple[str, str], ...] | None = None
+    calls: tuple[tuple[str, str], ...] | None = None
+    loose: bool = False
 
     @property
     def kind(self) -> str:
-        return "stdio" if self.cases is not None else "assert"
+        return "stdio" if self.cases is not None else "call" if self.calls is not None else "assert"
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def _run(job: Job, limits: Limits, python: str) -> Result:
     nonce = secrets.token_hex(8)
     payload = {"code": job.code, "kind": job.kind, "tests": job.tests, "entry_point": job.entry_point,
                "cases": [list(c) for c in job.cases] if job.cases is not None else None, "nonce": nonce,
+               "calls": [list(c) for c in job.calls] if job.calls is not None else None, "loose": job.loose,
                "limits": {**asdict(limits), "cpu_seconds": limits.program_timeout}}
     # a root caller drops to an unprivileged uid: the kernel never applies RLIMIT_NPROC to root
     as_root = os.geteuid() == 0
