@@ -95,7 +95,8 @@ def run(cfg: EvalConfig) -> Path:
     check_data(cfg, refs)
     if any(is_code_task(r) for r in refs):
         check_sandbox()  # code tasks score in the sandbox: no bubblewrap, one line, before the model loads
-    # SIGTERM: a task is saved whole or not at all, so the one in hand is abandoned at once (the re-run redoes it)
+    # SIGTERM: the task in hand is abandoned at once; the chunks of it that finished are in its journal, and the
+    # re-run generates only the rest (distill.eval.journal)
     with DirLock(out, "distill eval"), StopOnSignal(0.01, "the finished tasks") as stop:
         # ------------------------------------------------------------ what is left to do
         results = read_results(out)
