@@ -24,7 +24,7 @@ from distill.curate.config import CurateConfig
 from distill.demo import demo as run_demo
 from distill.demo.config import DemoConfig
 from distill.eval import evaluate as run_eval
-from distill.eval.config import EvalConfig
+from distill.eval.config import EvalConfig, parse_budgets
 from distill.generate import generate as run_generate
 from distill.generate.config import GenerateConfig
 from distill.opd import opd
@@ -244,6 +244,7 @@ def evaluate(
     served_model: str | None = typer.Option(None, help=_ev("served_model")),
     api_key_env: str | None = typer.Option(None, help=_ev("api_key_env")),
     concurrency: int | None = typer.Option(None, help=_ev("concurrency")),
+    budgets: str | None = typer.Option(None, "--budgets", help=_ev("budgets")),
     chat_template: str | None = typer.Option(None, "--chat-template", help=_ev("chat_template")),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=_ev("trust_remote_code")),
     force: bool = typer.Option(False, "--force", help=_ev("force")),
@@ -258,6 +259,7 @@ def evaluate(
     values["force"] = force or None
     values["trust_remote_code"] = trust_remote_code or None
     values["tasks"] = tasks.split(",") if tasks else None
+    values["budgets"] = parse_budgets([budgets]) if budgets else None
     run_eval(load_config(EvalConfig, config, set_ or [], values))
 
 

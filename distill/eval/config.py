@@ -72,6 +72,11 @@ class EvalConfig:
                                        "(chatml_r1, llama3_r1, gemma_r1, mistral_r1) or a .jinja file; for a base "
                                        "model whose tokenizer has none (the 'before' row). Its end-of-turn token "
                                        "ends a sample, beside the model's own EOS.")
+    budgets: list[int] = option([], help="Thinking budgets, comma-separated (256,1024,4096): each task's samples "
+                                "are drawn again with thinking cut at B tokens and closed (budget forcing); "
+                                "results.json gets budget_curve, the report accuracy against budget.")
+    budget_answer_tokens: int = option(1024, help="--budgets: tokens a sample may write after its think block is "
+                                       "closed (or after B, when it closed on its own but was still answering).")
     journal_chunk: int | None = option(None, help="Samples generated and journaled together: a killed run redoes "
                                        "at most one such chunk of the task in hand (default: hf 32, vllm 512, "
                                        "openai 256).")
@@ -104,6 +109,31 @@ class EvalConfig:
             raise DistillError(f"--reasoning must be auto, on or off, not {self.reasoning!r}")
         if self.default_system not in ("keep", "drop"):
             raise DistillError(f"--default-system must be keep or drop, not {self.default_system!r}")
+        self.budgets = parse_budgets(self.budgets)
+        if self.budgets and self.reasoning == "off":
+            raise DistillError("--budgets cuts the thinking of a model that thinks; --reasoning off has none to cut: "
+                               "drop one of the two")
+        if self.budget_answer_tokens < 1:
+            raise DistillError(f"--set budget_answer_tokens must be at least 1, not {self.budget_answer_tokens}")
+        too_long = [b for b in self.budgets if b + self.budget_answer_tokens > self.max_tokens]
+        if too_long:
+            raise DistillError(f"budget {too_long[0]} + budget_answer_tokens {self.budget_answer_tokens} exceeds "
+                               f"--max-tokens {self.max_tokens}; lower the budget or raise --max-tokens")
         if self.reasoning == "off" and self.think_prefill:
             raise DistillError("--think-prefill opens a think block that --reasoning off does not read; drop one of "
                                "the two (--reasoning on prefills by itself)")
+
+
+def parse_budgets(values: list[Any]) -> list[int]:
+    """--budgets 256,1024 (or a YAML list) -> sorted distinct positive ints; anything else is one line."""
+    out = set()
+    for item in values:
+        for part in str(item).split(","):
+            part = part.strip().replace("_", "")
+            if not part:
+                continue
+            if not part.isdigit() or int(part) < 1:
+                raise DistillError(f"--budgets takes positive token counts, comma-separated (256,1024,4096), not "
+                                   f"{part!r}")
+            out.add(int(part))
+    return sorted(out)

@@ -152,9 +152,31 @@ def render_markdown(results: dict[str, Any]) -> str:
     for i, key in enumerate(refs, 1):
         src = sources.get(key, {})
         lines.append(f"[{i}] {src.get('title', key)}, {src.get('where', '')}: {src.get('url', '')}")
-    lines += [""] + noise_section(results) + comparability_notes(results) + protocol_section(results)
+    lines += [""] + budget_section(results) + noise_section(results) + comparability_notes(results)
+    lines += protocol_section(results)
     lines += lineage_section(results)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def budget_section(results: dict[str, Any]) -> list[str]:
+    """Accuracy against thinking budget (--budgets), with the unforced run as the last row."""
+    lines = []
+    for name, t in results["tasks"].items():
+        curve = t.get("budget_curve")
+        if not curve:
+            continue
+        if not lines:
+            lines += ["## Accuracy against thinking budget", "",
+                      "Budget forcing: thinking cut at B tokens and closed for the model, which then answers within "
+                      f"{t.get('budget_answer_tokens', '?')} tokens; a sample that closed its thinking before B is "
+                      "scored as it is.", ""]
+        lines += [f"**{name}**", "", "| budget B | pass@1 | mean think tokens | thinking cut at B |", "|---|---|---|---|"]
+        for budget, point in curve.items():
+            lines.append(f"| {int(budget):,} | {_pct(point['pass@1'], point.get('stderr'))} | "
+                         f"{point['mean_think_tokens']:,.0f} | {100 * point['forced']:.0f}% |")
+        tokens = f"{t['mean_tokens']:,.0f} (whole response)" if t.get("mean_tokens") is not None else "-"
+        lines += [f"| unforced | {_pct(t['pass@1'], t.get('pass@1_stderr'))} | {tokens} | - |", ""]
+    return lines
 
 
 def _name(model: str | None) -> str:
@@ -276,7 +298,11 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
 
     tasks = list(results["tasks"])
     published = results.get("published") or {}
-    fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+    budgeted = [t for t in tasks if results["tasks"][t].get("budget_curve")]
+    fig, axes = plt.subplots(1, 3 if budgeted else 2, figsize=(18 if budgeted else 12, 4.5))
+    bars, curves = axes[0], axes[1]
+    if budgeted:
+        plot_budgets(axes[2], results, budgeted)
     series = []
     baseline = results.get("baseline")
     if baseline:  # before distillation, right beside after
@@ -319,3 +345,26 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_budgets(ax: Any, results: dict[str, Any], tasks: list[str]) -> None:
+    """pass@1 against thinking budget (log scale), each task's unforced run as a star at its mean think length."""
+    import matplotlib.ticker
+
+    for name in tasks:
+        t = results["tasks"][name]
+        curve = t["budget_curve"]
+        xs = [int(b) for b in curve]
+        line = ax.errorbar(xs, [100 * p["pass@1"] for p in curve.values()],
+                           yerr=[100 * (p.get("stderr") or 0) for p in curve.values()], marker="o", capsize=3,
+                           label=name)
+        unforced_x = max(xs) * 2 if t.get("mean_tokens") is None else max(1.0, t["mean_tokens"])
+        ax.plot([unforced_x], [100 * t["pass@1"]], marker="*", markersize=12, color=line[0].get_color(),
+                linestyle="none", label=f"{name} unforced")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("thinking budget B (tokens; star: unforced, at its mean response tokens)")
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("accuracy against thinking budget (budget forcing)")
+    ax.legend(fontsize=8)

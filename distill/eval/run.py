@@ -18,6 +18,7 @@ turn its chat template adds on its own is said in the log, kept or cut (`--defau
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from distill.core.paths import eval_dir
 from distill.core.preempt import GraceExpired, StopOnSignal
 from distill.core.stage_dirs import RESULTS, SAMPLES
 from distill.eval.baseline import read_eval
+from distill.eval.budget import budget_curve
 from distill.eval.choice_hooks import CHOICE_USER_PROMPT, score_choices
 from distill.eval.choice_hooks import COLUMNS as CHOICE_COLUMNS
 from distill.eval.code_hooks import clear_cache as clear_code_cache
@@ -91,6 +93,9 @@ def run(cfg: EvalConfig) -> Path:
         read_eval(Path(cfg.baseline).expanduser())  # a wrong --baseline is said before hours of sampling
     source = model_manifest_dir(cfg.model)
     tokenizer, prompting = resolve_prompting(cfg, read_manifest(source) if source else None)
+    if cfg.budgets and prompting.reasoning == "off":
+        raise DistillError(f"--budgets cuts thinking, but '{cfg.model}' is evaluated with reasoning off "
+                           f"({prompting.why}); pass --reasoning on, or drop --budgets")
     manager, refs = resolve_tasks(cfg, prompting)
     check_data(cfg, refs)
     if any(is_code_task(r) for r in refs):
@@ -101,10 +106,11 @@ def run(cfg: EvalConfig) -> Path:
         # ------------------------------------------------------------ what is left to do
         results = read_results(out)
         todo = plan(results, refs, cfg, out, prompting)
+        curves = [r for r in refs if missing_budgets(cfg, results, r)]  # --budgets points not measured yet
         # ------------------------------------------------------------ generate and score
-        if todo:
+        if todo or curves:
             try:
-                run_tasks(cfg, manager, todo, out, results, tokenizer, prompting, stop)
+                run_tasks(cfg, manager, todo, out, results, tokenizer, prompting, stop, curves)
             except GraceExpired:
                 pass
         if stop.requested:
@@ -113,7 +119,7 @@ def run(cfg: EvalConfig) -> Path:
         finish_results(out, cfg, results, prompting)
         write_report(out, results)
         # a re-run that evaluated nothing leaves a complete manifest as it was (anything downstream holds its hash)
-        if todo or not is_complete(out):
+        if todo or curves or not is_complete(out):
             write_eval_manifest(out, cfg, results, started)
     print_eval_summary(out, results, [r.short for r in refs])
     return out
@@ -273,10 +279,10 @@ def stop_eval(out: Path, cfg: EvalConfig, results: dict[str, Any], started: str,
 
 
 def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results: dict[str, Any], tokenizer,
-              prompting: Prompting, stop: StopOnSignal | None = None) -> None:
+              prompting: Prompting, stop: StopOnSignal | None = None, curves: list[TaskRef] = ()) -> None:
     """Load the tasks (data first: cheap errors before the model loads), then the model, then run each task
-    and save it at once."""
-    tasks = load_tasks(manager, todo)
+    and save it at once; then the --budgets curves still missing."""
+    tasks = load_tasks(manager, list({r.name: r for r in [*todo, *curves]}.values()))
     spec = model_spec(cfg, tasks, tokenizer, prompting)
     lm = open_model(spec)  # a refusal here or in model_spec is the only line printed
     use_template(lm, spec)
@@ -303,6 +309,58 @@ def run_tasks(cfg: EvalConfig, manager, todo: list[TaskRef], out: Path, results:
         journal.remove()
         clear_cache()
         clear_code_cache()
+    for ref in curves:
+        if stop is not None and stop.requested:
+            return
+        run_budgets(cfg, lm, tasks[ref.name], ref, tokenizer, out, results, prompting)
+
+
+# ---------------------------------------------------------------- accuracy against thinking budget
+
+
+def missing_budgets(cfg: EvalConfig, results: dict[str, Any], ref: TaskRef) -> list[int]:
+    have = (results["tasks"].get(ref.short) or {}).get("budget_curve") or {}
+    return [b for b in cfg.budgets if str(b) not in have]
+
+
+def run_budgets(cfg: EvalConfig, lm, task, ref: TaskRef, tokenizer, out: Path, results: dict[str, Any],
+                prompting: Prompting) -> None:
+    """The budget-forced points of one task (distill.eval.budget), from the prompts its unforced run sent."""
+    record = results["tasks"][ref.short]
+    budgets = missing_budgets(cfg, results, ref)
+    prompts = {}
+    for line in (out / SAMPLES / f"{ref.short}.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        prompts.setdefault(str(row["id"]), row["prompt"])
+    docs = list(task.eval_docs)[:cfg.limit] if cfg.limit else list(task.eval_docs)
+    items = [(doc, prompts[str(doc["id"])]) for doc in docs if str(doc["id"]) in prompts]
+    reasoning = prompting.reasoning == "on"
+    code, choice = is_code_task(ref), is_choice_task(ref)
+
+    def score(responses: list[str], doc: dict[str, Any]):
+        if choice:
+            return score_choices(responses, doc["answer"], reasoning)
+        return score_doc(code, responses, doc, reasoning)[0]
+
+    k = record["k"]
+    total = sum(min(b, cfg.max_tokens) for b in budgets) * len(items) * k
+    with progress(f"budgets {ref.short}", total=len(budgets) * len(items) * k, unit="samples") as bar:
+        bar.note = f"budgets {','.join(map(str, budgets))}; up to {total:,} thinking tokens"
+        lm.progress = bar
+        try:
+            curve = budget_curve(
+                lm, items, budgets, cfg.budget_answer_tokens, k,
+                {"temperature": cfg.temperature, "top_p": cfg.top_p}, out / JOURNAL,
+                task_fingerprint(cfg, ref, prompting), score,
+                lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]), ref.short)
+        finally:
+            lm.progress = None
+    record["budget_curve"] = dict(sorted({**(record.get("budget_curve") or {}), **curve}.items(),
+                                         key=lambda kv: int(kv[0])))
+    record["budget_answer_tokens"] = cfg.budget_answer_tokens
+    write_json(out / RESULTS, results)
+    clear_cache()
+    clear_code_cache()
 
 
 def load_tasks(manager, refs: list[TaskRef]) -> dict[str, Any]:
