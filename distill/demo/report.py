@@ -70,11 +70,15 @@ def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[st
 
 
 def opd_figures(directory: Path) -> dict[str, Any]:
-    """What the on-policy training did: its steps, the per-token reverse KL (student from teacher) at its first and
+    """What the on-policy training did: its steps, the per-token divergence of student and teacher at its first and
     last log, and what the student's last samples looked like. No examples or tokens of data: it reads only prompts."""
-    counts = (read_manifest(directory) or {}).get("counts", {})
+    manifest = read_manifest(directory) or {}
+    counts, beta = manifest.get("counts", {}), manifest.get("config", {}).get("loss", {}).get("beta")
     keys = ("prompts", "steps", "first_loss", "last_loss", "mean_sample_tokens", "eos_share", "tokens_seen")
-    return {"loss": "reverse KL/token", **{k: counts.get(k) for k in keys}}
+    return {"loss": DIVERGENCES.get(beta, f"JSD(beta={beta})/token"), **{k: counts.get(k) for k in keys}}
+
+
+DIVERGENCES = {0.0: "forward KL/token", 1.0: "reverse KL/token"}  # TRL's generalized JSD at its two ends
 
 
 def example(out: Path, evals: dict[str, Path]) -> dict[str, Any]:
@@ -154,7 +158,7 @@ def opd_text(results: dict[str, Any]) -> str:
     t = results["training"].get("on_policy")
     if not t:
         return ""
-    kl = (f"; reverse KL/token {t['first_loss']:.2f} at the first log, {t['last_loss']:.2f} at the last"
+    kl = (f"; {t['loss']} {t['first_loss']:.2f} at the first log, {t['last_loss']:.2f} at the last"
           if t.get("first_loss") is not None else "")
     return (f"On-policy: the answers-only student sampled {t['steps']} batches of train prompts and the trace-trained "
             f"student scored every token{kl}.")
