@@ -31,7 +31,7 @@ QUICK = DemoSize(train_problems=800, test_problems=100, max_steps=150, eval_samp
 @dataclass
 class DemoConfig:
     out: str = option("runs/demo", help="Output directory (default runs/demo); every stage writes a folder under it.")
-    quick: bool = option(False, help="CI size: fewer problems and training steps, the same stages (~2-3 min).")
+    quick: bool = option(False, help="CI size: fewer problems and training steps, the same stages (~3 min).")
     train_problems: int | None = option(None, help="Train prompts for the teacher (default 3000; quick 800).")
     test_problems: int | None = option(None, help="Held-out test problems (default 200; quick 100).")
     max_steps: int | None = option(None, help="Optimizer steps per sft student, the same for both (default 600; quick 150).")
