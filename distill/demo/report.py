@@ -2,7 +2,7 @@
 at the end of `distill demo`.
 
 results.json:
-    {"accuracy": {"traces": 0.93, "answers_only": 0.06, "on_policy": 0.41, "untrained": 0.0},
+    {"accuracy": {"traces": 0.93, "answers_only": 0.06, "on_policy": 0.01, "untrained": 0.0},
      "stderr": {...}, "curation": {"input_rows": 3000, "kept": 2618, "dropped": {"truncated": 117, ...}},
      "wall_time_s": {"generate": 4.1, "curate": 9.8, "sft_traces": 170.2, ..., "total": 402.3}, ...}
 """
@@ -167,12 +167,13 @@ def opd_text(results: dict[str, Any]) -> str:
 def markdown(results: dict[str, Any]) -> str:
     rows = "\n".join(f"| {student} | {accuracy} | {truncated} |" for student, accuracy, truncated in table_rows(results))
     dropped, times = dropped_text(results), times_text(results)
+    opd = f"{opd_text(results)}\n\n" if opd_text(results) else ""
     return (
         f"# distill demo\n\nTask: {results['task']}; {results['test_problems']} held-out problems, "
         f"{results['samples_per_problem']} sample(s) each at T=0.6 (R1 protocol).\n\n"
         "| student | held-out accuracy | truncated |\n| --- | --- | --- |\n" + rows + "\n\n"
         f"Curation: {results['curation']['kept']:,} of {results['curation']['input_rows']:,} traces kept; "
-        f"dropped: {dropped}.\n\n" + (opd_text(results) + "\n\n" if opd_text(results) else "") + f"Wall time: {times}.\n\n![report](report.png)\n" + markdown_example(results["example"])
+        f"dropped: {dropped}.\n\n{opd}Wall time: {times}.\n\n![report](report.png)\n" + markdown_example(results["example"])
     )
 
 

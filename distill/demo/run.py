@@ -1,7 +1,7 @@
 """`distill demo`: the whole pipeline offline on a CPU, showing that reasoning traces teach a student.
 
-    distill demo                  # ~13 min on 2 cores: generate -> curate -> 2x sft -> opd -> 4x eval, table + plot
-    distill demo --quick          # ~2-3 min, the same stages on fewer problems and steps (CI)
+    distill demo                  # ~15 min on 2 cores: generate -> curate -> 2x sft -> opd -> 4x eval, table + plot
+    distill demo --quick          # ~3 min, the same stages on fewer problems and steps (CI)
     demo(DemoConfig(out="runs/demo"))
 
 A program teacher (`--teacher arithmetic`) writes step-by-step traces for long sums, a few of them flawed;
