@@ -275,12 +275,13 @@ def demo(
     test_problems: int | None = typer.Option(None, help=_demo("test_problems")),
     max_steps: int | None = typer.Option(None, help=_demo("max_steps")),
     eval_samples: int | None = typer.Option(None, help=_demo("eval_samples")),
+    opd_steps: int | None = typer.Option(None, help=_demo("opd_steps")),
     seed: int | None = typer.Option(None, help=_demo("seed")),
     force: bool = typer.Option(False, "--force", help=_demo("force")),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
-    """Run generate -> curate -> sft -> eval offline on a built-in task: traces vs answers-only vs untrained."""
+    """Run generate -> curate -> sft -> opd -> eval offline on a built-in task: four students, one table."""
     import os
 
     # Before torch starts OpenMP: idle threads sleep instead of spinning, which keeps a busy shared CPU

@@ -26,6 +26,7 @@ LINKS = {
     "eval_traces": "sft_traces",
     "eval_answers_only": "sft_answers_only",
     "eval_untrained": "student_init",
+    "eval_on_policy": "opd_on_policy",
 }
 ARTIFACTS = [
     "prompts/train.jsonl", "prompts/arithmetic_test.jsonl", "generate/traces/traces-00000.parquet",
@@ -33,31 +34,43 @@ ARTIFACTS = [
     "curate_answers_only/data/train-00000.parquet", "student_init/model.safetensors", "student_init/tokenizer.json",
     "sft_traces/model.safetensors", "sft_traces/recipe.yaml", "sft_traces/training_curve.png",
     "sft_answers_only/model.safetensors", "eval_traces/results.json", "eval_traces/samples/arithmetic.jsonl",
-    "eval_answers_only/results.json", "eval_untrained/results.json", "results.json", "report.png", "report.md",
+    "opd_on_policy/model.safetensors", "opd_on_policy/recipe.yaml", "opd_on_policy/training_curve.png",
+    "eval_answers_only/results.json", "eval_on_policy/results.json", "eval_untrained/results.json", "results.json",
+    "report.png", "report.md",
     "manifest.json",
 ]
 
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
-    """The quick demo, killed (SIGKILL) once the first student has saved a checkpoint, then run again to the end:
-    every test below looks at what a resumed demo leaves."""
+    """The quick demo, killed (SIGKILL) once the first student has saved a checkpoint, run again and killed once the
+    on-policy student has saved one, then run a third time to the end: every test below looks at what a twice
+    resumed demo leaves. Returns OUT, the last run's result and the second run's stderr."""
     out = tmp_path_factory.mktemp("demo") / "runs"
     # on a machine without bubblewrap, as most laptops and containers are: a math-only run must never need it
     env = env_without_command("bwrap", tmp_path_factory.mktemp("path_without_bwrap"))
-    first = subprocess.Popen([sys.executable, "-m", "distill", "demo", "--quick", "--out", str(out)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 600
-    while first.poll() is None and time.monotonic() < deadline:
-        if list((out / "sft_traces").glob("checkpoint-*/trainer_state.json")):
-            time.sleep(1.0)  # let the checkpoint finish writing: a half-written one is set aside, not resumed
-            first.kill()
-            break
-        time.sleep(0.3)
-    assert first.wait() == -signal.SIGKILL, "the demo finished or failed before its first checkpoint"
+    kill_at_checkpoint(out, "sft_traces", env)
+    second = kill_at_checkpoint(out, "opd_on_policy", env)
     result = run_cli("demo", "--quick", "--out", out, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
-    return out, result
+    return out, result, second
+
+
+def kill_at_checkpoint(out, stage, env) -> str:
+    """Run the quick demo until `stage` has written a complete checkpoint, SIGKILL it there; its stderr."""
+    log = out.parent / f"killed_at_{stage}.log"
+    with log.open("w") as err:
+        run = subprocess.Popen([sys.executable, "-m", "distill", "demo", "--quick", "--out", str(out)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=err, env=env)
+        deadline = time.monotonic() + 600
+        while run.poll() is None and time.monotonic() < deadline:
+            if list((out / stage).glob("checkpoint-*/trainer_state.json")):
+                time.sleep(1.0)  # let the checkpoint finish writing: a half-written one is set aside, not resumed
+                run.kill()
+                break
+            time.sleep(0.3)
+        assert run.wait() == -signal.SIGKILL, f"the demo finished or failed before {stage}'s first checkpoint"
+    return log.read_text()
 
 
 def manifest(out, name):
@@ -66,22 +79,24 @@ def manifest(out, name):
 
 @pytest.mark.slow
 def test_quick_demo_writes_every_artifact_and_prints_the_table(quick_demo):
-    out, result = quick_demo
+    out, result, _ = quick_demo
     missing = [a for a in ARTIFACTS if not (out / a).is_file()]
     assert not missing, missing
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "trained on traces" in result.stdout and "untrained" in result.stdout
     results = json.loads((out / "results.json").read_text())
-    assert set(results["accuracy"]) == {"traces", "answers_only", "untrained"}
+    assert set(results["accuracy"]) == {"traces", "answers_only", "on_policy", "untrained"}
     assert results["training"]["traces"]["steps"] == results["training"]["answers_only"]["steps"]
     # each stage's own time, recorded when it ran (to 0.1 s: writing the prompts may round to 0), and the total
     times = results["wall_time_s"]
     assert all(times[f"{stage}{name}"] > 0 for stage in ("sft_", "eval_") for name in ("traces", "answers_only"))
+    assert times["opd_on_policy"] > 0 and times["eval_on_policy"] > 0
     assert times["generate"] > 0 and times["curate"] > 0
     assert abs(times["total"] - sum(v for k, v in times.items() if k != "total")) < 0.1 * len(times), times
     # what each student wrote for one held-out problem, beside the numbers
     example = results["example"]
-    assert set(example["responses"]) == {"traces", "answers_only", "untrained"}
+    assert set(example["responses"]) == {"traces", "answers_only", "on_policy", "untrained"}
+    assert "answers only, then on-policy from traces" in result.stdout
     # the trace-trained student writes in its teacher's format: a rate over every held-out sample, not one draw
     samples = [json.loads(line) for line in (out / "eval_traces" / "samples" / "arithmetic.jsonl").open()]
     in_format = sum(r["response"].startswith("running totals: ") for r in samples)
@@ -93,18 +108,22 @@ def test_quick_demo_writes_every_artifact_and_prints_the_table(quick_demo):
 
 @pytest.mark.slow
 def test_a_killed_demo_resumes_training_from_its_checkpoint(quick_demo):
-    out, result = quick_demo
-    assert f"resuming from {out.resolve() / 'sft_traces'}/checkpoint-" in result.stderr
-    assert "all 800 rows already in" in result.stderr  # the teacher's traces were kept, not regenerated
+    out, result, second = quick_demo
+    assert f"resuming from {out.resolve() / 'sft_traces'}/checkpoint-" in second
+    assert "all 800 rows already in" in second  # the teacher's traces were kept, not regenerated
+    # killed again in on-policy distillation: the third run resumes it, and retrains neither sft student
+    assert f"resuming from {out.resolve() / 'opd_on_policy'}/checkpoint-" in result.stderr
+    assert result.stderr.count("resuming from") == 1
     results = json.loads((out / "results.json").read_text())
     assert results["training"]["traces"]["steps"] == results["size"]["max_steps"] == 150
+    assert results["training"]["on_policy"]["steps"] == results["size"]["opd_steps"]
     kept = read_shards(out / "curate" / "data", "train").column("id").to_pylist()
     assert len(kept) == len(set(kept)) == results["curation"]["kept"]  # nothing lost or duplicated
 
 
 @pytest.mark.slow
 def test_every_manifest_links_to_the_stage_before_it(quick_demo):
-    out, _ = quick_demo
+    out, *_ = quick_demo
     for child, parent in LINKS.items():
         [source] = manifest(out, child)["inputs"]
         assert source["path"] == str((out / parent).resolve()), child
@@ -114,12 +133,34 @@ def test_every_manifest_links_to_the_stage_before_it(quick_demo):
     assert [e["stage"] for e in traces_eval["lineage"]] == ["sft", "curate", "generate"]
     assert find_stage(traces_eval, "generate")["config"]["teacher"] == "arithmetic"
     assert {i["path"] for i in manifest(out, ".")["inputs"]} == {
-        str((out / f"eval_{n}").resolve()) for n in ("traces", "answers_only", "untrained")}
+        str((out / f"eval_{n}").resolve()) for n in ("traces", "answers_only", "on_policy", "untrained")}
+
+
+@pytest.mark.slow
+def test_the_fourth_student_is_the_answers_only_one_taught_on_policy_by_the_trace_one(quick_demo):
+    """opd's inputs are the answers-only student, the train prompts and the trace-trained teacher, nothing else: no
+    traces and no answers reach it; its loss figures are recorded and results.json carries them."""
+    out, *_ = quick_demo
+    opd = manifest(out, "opd_on_policy")
+    assert opd["stage"] == "opd" and opd["status"] == "complete"
+    assert opd["config"]["student_dir"] == str((out / "sft_answers_only").resolve())
+    assert opd["config"]["teacher_name"] == str((out / "sft_traces").resolve())
+    assert opd["config"]["loss"]["beta"] == 0.0  # forward KL: demo_student.py says why
+    assert {i["path"] for i in opd["inputs"]} == {str((out / d).resolve()) for d in
+                                                  ("sft_answers_only", "prompts/train.jsonl", "sft_traces")}
+    # the student's own lineage is carried forward: sft on the answers-only set, back to the teacher's traces
+    assert [e["stage"] for e in opd["lineage"]][:3] == ["sft", "strip_reasoning", "curate"]
+    results = json.loads((out / "results.json").read_text())
+    training = results["training"]["on_policy"]
+    assert training["steps"] == results["size"]["opd_steps"] == opd["counts"]["steps"]
+    assert training["first_loss"] > 0 and training["last_loss"] > 0
+    assert 0 <= results["accuracy"]["on_policy"] <= 1 and results["stderr"]["on_policy"] >= 0
+    assert "answers only, then on-policy from traces" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
 def test_curate_dropped_each_flawed_trace_by_its_own_reason(quick_demo):
-    out, _ = quick_demo
+    out, *_ = quick_demo
     traces = read_shards(out / "generate" / "traces", "traces").to_pylist()
     kind = {t["id"]: classify(t["completion"], t["finish_reason"], t["answer"]) for t in traces}
     rejected = {r["id"]: r["reason"] for r in read_parquet(out / "curate" / "rejected.parquet").to_pylist()}
@@ -140,7 +181,7 @@ def test_curate_dropped_each_flawed_trace_by_its_own_reason(quick_demo):
 
 @pytest.mark.slow
 def test_the_trace_trained_student_beats_the_untrained_one(quick_demo, tmp_path):
-    out, _ = quick_demo
+    out, *_ = quick_demo
     accuracy = json.loads((out / "results.json").read_text())["accuracy"]
     assert accuracy["untrained"] == 0.0
     assert accuracy["traces"] > accuracy["untrained"] + 0.05
@@ -174,7 +215,7 @@ def test_demo_refuses_bad_settings_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_run_resumes_every_stage_and_keeps_the_figures(quick_demo):
-    out, _ = quick_demo
+    out, *_ = quick_demo
     before = json.loads((out / "results.json").read_text())
     model = (out / "sft_traces" / "model.safetensors").stat().st_mtime_ns
     result = run_cli("demo", "--quick", "--out", out, timeout=300)
@@ -193,7 +234,7 @@ def test_a_second_run_resumes_every_stage_and_keeps_the_figures(quick_demo):
 def test_plan_from_the_demo_reproduces_its_measured_token_counts(quick_demo):
     """`distill plan --from` a finished demo: the same prompts planned again give the run's exact token counts,
     following generate -> curate -> sft_traces -> eval_traces (not the answers-only control)."""
-    out, _ = quick_demo
+    out, *_ = quick_demo
     result = run_cli("plan", "--from", out, "--teacher", "arithmetic", "--student", "recipes/tiny.yaml", "--json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)

@@ -17,22 +17,27 @@ class DemoSize:
     test_problems: int
     max_steps: int
     eval_samples: int
+    opd_steps: int
 
 
 # Sized by measured runs on a 2-core CPU (README, "distill demo"): the full size gets the trace-trained student to
 # ~90% on held-out sums with ~5 minutes of training; the quick size keeps a clear gap to the untrained student.
-FULL = DemoSize(train_problems=3000, test_problems=200, max_steps=600, eval_samples=4)
-QUICK = DemoSize(train_problems=800, test_problems=100, max_steps=150, eval_samples=1)
+# opd_steps: ~1.3 s per step of 16 samples on one core, so the fourth student adds ~3 minutes to the full demo
+# (170 s of opd + 22 s of eval, measured 2026-12-06) and under one to the quick one.
+FULL = DemoSize(train_problems=3000, test_problems=200, max_steps=600, eval_samples=4, opd_steps=120)
+QUICK = DemoSize(train_problems=800, test_problems=100, max_steps=150, eval_samples=1, opd_steps=40)
 
 
 @dataclass
 class DemoConfig:
     out: str = option("runs/demo", help="Output directory (default runs/demo); every stage writes a folder under it.")
-    quick: bool = option(False, help="CI size: fewer problems and training steps, the same stages (~2-3 min).")
+    quick: bool = option(False, help="CI size: fewer problems and training steps, the same stages (~3 min).")
     train_problems: int | None = option(None, help="Train prompts for the teacher (default 3000; quick 800).")
     test_problems: int | None = option(None, help="Held-out test problems (default 200; quick 100).")
-    max_steps: int | None = option(None, help="Optimizer steps per student, the same for both (default 600; quick 150).")
+    max_steps: int | None = option(None, help="Optimizer steps per sft student, the same for both (default 600; quick 150).")
     eval_samples: int | None = option(None, help="Samples per test problem, R1 protocol at T=0.6 (default 4; quick 1).")
+    opd_steps: int | None = option(None, help="On-policy distillation steps of the fourth student, the answers-only "
+                                   "one taught by the trace-trained one, 16 prompts each (default 120; quick 40).")
     terms: int = option(8, help="Numbers per sum.")
     digits: int = option(1, help="Digits per number.")
     learning_rate: float = option(2e-3, help="Peak learning rate of both students (cosine schedule, 5% warmup).")
@@ -41,7 +46,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         SumTask(self.terms, self.digits)  # refuses sizes the trace layout cannot hold
-        for name in ("train_problems", "test_problems", "max_steps", "eval_samples"):
+        for name in ("train_problems", "test_problems", "max_steps", "eval_samples", "opd_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise DistillError(f"--{name.replace('_', '-')} must be at least 1, not {value}")

@@ -2,7 +2,7 @@
 at the end of `distill demo`.
 
 results.json:
-    {"accuracy": {"traces": 0.93, "answers_only": 0.06, "untrained": 0.0},
+    {"accuracy": {"traces": 0.93, "answers_only": 0.06, "on_policy": 0.01, "untrained": 0.0},
      "stderr": {...}, "curation": {"input_rows": 3000, "kept": 2618, "dropped": {"truncated": 117, ...}},
      "wall_time_s": {"generate": 4.1, "curate": 9.8, "sft_traces": 170.2, ..., "total": 402.3}, ...}
 """
@@ -10,6 +10,7 @@ results.json:
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from distill.core.readers import iter_jsonl
 from distill.core.stage_dirs import CURATION_REPORT, RESULTS, SAMPLES
 from distill.demo.config import run_stamp
 
-LABELS = {"traces": "trained on traces", "answers_only": "trained on answers only", "untrained": "untrained"}
+LABELS = {"traces": "trained on traces", "answers_only": "trained on answers only",
+          "on_policy": "answers only, then on-policy from traces", "untrained": "untrained"}
+COLORS = {"traces": "#2a9d8f", "answers_only": "#e9c46a", "on_policy": "#f4a261", "untrained": "#adb5bd"}
 
 
 def write_report(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[str, float], started: str) -> Path:
@@ -43,6 +46,10 @@ def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[st
               for name, path in evals.items()}
     report = json.loads((data / CURATION_REPORT).read_text())
     sft = {name: (read_manifest(out / f"sft_{name}") or {}).get("counts", {}) for name in ("traces", "answers_only")}
+    training = {name: {k: c.get(k) for k in ("examples", "tokens", "steps", "epochs", "first_loss", "last_loss")}
+                for name, c in sft.items()}
+    if "on_policy" in evals:
+        training["on_policy"] = opd_figures(out / "opd_on_policy")
     return {
         "accuracy": {name: round(s["pass@1"], 4) for name, s in scores.items()},
         "stderr": {name: round(s.get("pass@1_stderr") or 0.0, 4) for name, s in scores.items()},
@@ -51,8 +58,7 @@ def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[st
         "test_problems": cfg.size.test_problems,
         "samples_per_problem": cfg.size.eval_samples,
         "curation": report["counts"],
-        "training": {name: {k: c.get(k) for k in ("examples", "tokens", "steps", "epochs", "first_loss", "last_loss")}
-                     for name, c in sft.items()},
+        "training": training,
         "wall_time_s": {**timings, "total": round(sum(timings.values()), 1)},
         "task": f"sums of {cfg.terms} numbers of {cfg.digits} digit(s)",
         "quick": cfg.quick,
@@ -61,6 +67,18 @@ def collect(out: Path, cfg, data: Path, evals: dict[str, Path], timings: dict[st
         "dirs": {name: str(path) for name, path in evals.items()},
         "example": example(out, evals),
     }
+
+
+def opd_figures(directory: Path) -> dict[str, Any]:
+    """What the on-policy training did: its steps, the per-token divergence of student and teacher at its first and
+    last log, and what the student's last samples looked like. No examples or tokens of data: it reads only prompts."""
+    manifest = read_manifest(directory) or {}
+    counts, beta = manifest.get("counts", {}), manifest.get("config", {}).get("loss", {}).get("beta")
+    keys = ("prompts", "steps", "first_loss", "last_loss", "mean_sample_tokens", "eos_share", "tokens_seen")
+    return {"loss": DIVERGENCES.get(beta, f"JSD(beta={beta})/token"), **{k: counts.get(k) for k in keys}}
+
+
+DIVERGENCES = {0.0: "forward KL/token", 1.0: "reverse KL/token"}  # TRL's generalized JSD at its two ends
 
 
 def example(out: Path, evals: dict[str, Path]) -> dict[str, Any]:
@@ -81,16 +99,17 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (acc_ax, cur_ax, time_ax) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 1.2, 1.3]})
+    fig, (acc_ax, cur_ax, time_ax) = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1.3, 1.1, 1.3]})
     names = list(results["accuracy"])
     values = [100 * results["accuracy"][n] for n in names]
     errors = [100 * results["stderr"][n] for n in names]
-    bars = acc_ax.bar([LABELS[n].replace(" on ", "\non ") for n in names], values, yerr=errors, capsize=4,
-                      color=["#2a9d8f", "#e9c46a", "#adb5bd"][: len(names)])
+    bars = acc_ax.bar([textwrap.fill(LABELS[n], 13) for n in names], values, yerr=errors, capsize=4,
+                      color=[COLORS[n] for n in names])
     acc_ax.bar_label(bars, labels=[f"{v:.0f}%" for v in values], padding=3)
     acc_ax.set_ylim(0, 110)
     acc_ax.set_ylabel("held-out accuracy (pass@1, %)")
-    acc_ax.set_title(f"{results['test_problems']} held-out sums, same training budget")
+    acc_ax.set_title(f"{results['test_problems']} held-out sums")
+    acc_ax.tick_params(axis="x", labelsize=8)
     _curation_panel(cur_ax, results["curation"])
     _time_panel(time_ax, results["wall_time_s"])
     fig.tight_layout()
@@ -134,15 +153,27 @@ def times_text(results: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.0f}s" for k, v in results["wall_time_s"].items())
 
 
+def opd_text(results: dict[str, Any]) -> str:
+    """One line on the on-policy training, or '' for a results.json from before the fourth student."""
+    t = results["training"].get("on_policy")
+    if not t:
+        return ""
+    kl = (f"; {t['loss']} {t['first_loss']:.2f} at the first log, {t['last_loss']:.2f} at the last"
+          if t.get("first_loss") is not None else "")
+    return (f"On-policy: the answers-only student sampled {t['steps']} batches of train prompts and the trace-trained "
+            f"student scored every token{kl}.")
+
+
 def markdown(results: dict[str, Any]) -> str:
     rows = "\n".join(f"| {student} | {accuracy} | {truncated} |" for student, accuracy, truncated in table_rows(results))
     dropped, times = dropped_text(results), times_text(results)
+    opd = f"{opd_text(results)}\n\n" if opd_text(results) else ""
     return (
         f"# distill demo\n\nTask: {results['task']}; {results['test_problems']} held-out problems, "
         f"{results['samples_per_problem']} sample(s) each at T=0.6 (R1 protocol).\n\n"
         "| student | held-out accuracy | truncated |\n| --- | --- | --- |\n" + rows + "\n\n"
         f"Curation: {results['curation']['kept']:,} of {results['curation']['input_rows']:,} traces kept; "
-        f"dropped: {dropped}.\n\nWall time: {times}.\n\n![report](report.png)\n" + markdown_example(results["example"])
+        f"dropped: {dropped}.\n\n{opd}Wall time: {times}.\n\n![report](report.png)\n" + markdown_example(results["example"])
     )
 
 
@@ -180,6 +211,8 @@ def print_table(results: dict[str, Any], out: Path) -> None:
     console.print(table)
     counts = results["curation"]
     console.print(f"curate kept {counts['kept']:,} of {counts['input_rows']:,} traces (dropped: {dropped_text(results)})")
+    if opd_text(results):
+        console.print(opd_text(results), highlight=False)
     ex = results["example"]
     console.print(f"held-out problem: {ex['problem']} (answer {ex['reference']})", highlight=False)
     for name, r in ex["responses"].items():

@@ -1,14 +1,16 @@
 """`distill demo`: the whole pipeline offline on a CPU, showing that reasoning traces teach a student.
 
-    distill demo                  # ~6-10 min on 2 cores: generate -> curate -> 2x sft -> 3x eval, table + plot
-    distill demo --quick          # ~2-3 min, the same stages on fewer problems and steps (CI)
+    distill demo                  # ~15 min on 2 cores: generate -> curate -> 2x sft -> opd -> 4x eval, table + plot
+    distill demo --quick          # ~3 min, the same stages on fewer problems and steps (CI)
     demo(DemoConfig(out="runs/demo"))
 
 A program teacher (`--teacher arithmetic`) writes step-by-step traces for long sums, a few of them flawed;
 curate drops the flawed ones; two copies of one tiny random-init Qwen2 student are trained with the same
-budget, one on the full traces and one on the answers alone (think block emptied); both and the untrained
-student are scored on held-out problems with the R1 protocol. Every stage is the public stage function a user
-runs, writing its own directory under OUT with a manifest that links to the stage before it:
+budget, one on the full traces and one on the answers alone (think block emptied); the answers-only student is
+then distilled on-policy (opd) with the trace-trained one as its teacher, on the same train prompts and nothing
+else (it samples, the teacher scores every token); all of them and the untrained student are scored on held-out
+problems with the R1 protocol. Every stage is the public stage function a user runs, writing its own directory
+under OUT with a manifest that links to the stage before it:
 
     OUT/prompts/            train.jsonl, arithmetic_test.jsonl (disjoint problems)
     OUT/generate/           teacher traces                         (distill generate)
@@ -16,7 +18,8 @@ runs, writing its own directory under OUT with a manifest that links to the stag
     OUT/curate_answers_only/  the same examples without reasoning  (derived here, manifest -> curate)
     OUT/student_init/       the random-init student and tokenizer  (both students start from it)
     OUT/sft_traces/, OUT/sft_answers_only/                         (distill sft; recipe.yaml beside each)
-    OUT/eval_traces/, OUT/eval_answers_only/, OUT/eval_untrained/  (distill eval)
+    OUT/opd_on_policy/      sft_answers_only taught by sft_traces  (distill opd; recipe.yaml beside it)
+    OUT/eval_traces/, OUT/eval_answers_only/, OUT/eval_on_policy/, OUT/eval_untrained/   (distill eval)
     OUT/results.json, OUT/report.png, OUT/report.md, OUT/manifest.json
 """
 
@@ -44,12 +47,13 @@ from distill.eval import evaluate
 from distill.eval.config import EvalConfig
 from distill.generate import generate
 from distill.generate.config import GenerateConfig
+from distill.opd.demo_student import run_on_policy_student
 from distill.sft import sft
 from distill.sft.recipe import SFTRecipe
 from distill.tasks.arithmetic import SumTask, completion_text, problem_text, solve
 from distill.tasks.student import STUDENT_CONFIG, build_student, chat_prompt, count_tokens, save_tokenizer
 
-STUDENTS = ("traces", "answers_only", "untrained")
+STUDENTS = ("traces", "answers_only", "on_policy", "untrained")
 
 
 def run(cfg: DemoConfig) -> Path:
@@ -64,13 +68,15 @@ def run(cfg: DemoConfig) -> Path:
         data = run_curate(out, cfg, traces, prompts)
     with clock.stage("answers_only", out / "curate_answers_only"):
         data_answers = strip_reasoning(data, out / "curate_answers_only")
-    # ---------------------------------------------------------------- students: one init, two trainings
+    # ---------------------------------------------------------------- students: one init, two trainings, then opd
     with clock.stage("student_init", out / "student_init"):
         init = build_initial_student(out / "student_init", cfg)
     models = {"untrained": init}
     for name, dataset in (("traces", data), ("answers_only", data_answers)):
         with clock.stage(f"sft_{name}", out / f"sft_{name}"):
             models[name] = run_sft(out / f"sft_{name}", cfg, init, dataset)
+    with clock.stage("opd_on_policy", out / "opd_on_policy"):
+        models["on_policy"] = run_on_policy(out, cfg, models["answers_only"], models["traces"], prompts)
     # ---------------------------------------------------------------- eval: the same held-out problems
     evals = {}
     for name in STUDENTS:
@@ -240,6 +246,13 @@ def run_sft(output_dir: Path, cfg: DemoConfig, init: Path, dataset: Path) -> Pat
         + yaml.safe_dump(recipe, sort_keys=False)
     )
     return sft(from_dict(SFTRecipe, recipe))
+
+
+def run_on_policy(out: Path, cfg: DemoConfig, student: Path, teacher: Path, prompts: Path) -> Path:
+    """The answers-only student taught on-policy by the trace-trained one: the train prompts only, no traces or
+    answers (opd resumes from its own checkpoints, like sft)."""
+    return run_on_policy_student(out / "opd_on_policy", student=student, teacher=teacher,
+                                 prompts=prompts / "train.jsonl", steps=cfg.size.opd_steps, seed=cfg.seed)
 
 
 def run_eval(out: Path, cfg: DemoConfig, model: Path, prompts: Path) -> Path:
