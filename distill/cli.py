@@ -275,13 +275,15 @@ def demo(
     test_problems: int | None = typer.Option(None, help=_demo("test_problems")),
     max_steps: int | None = typer.Option(None, help=_demo("max_steps")),
     eval_samples: int | None = typer.Option(None, help=_demo("eval_samples")),
+    on_policy: bool = typer.Option(False, "--on-policy", help=_demo("on_policy")),
     opd_steps: int | None = typer.Option(None, help=_demo("opd_steps")),
     seed: int | None = typer.Option(None, help=_demo("seed")),
     force: bool = typer.Option(False, "--force", help=_demo("force")),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     log_json: str | None = typer.Option(None, "--log-json", help=LOG_JSON_HELP),
 ) -> None:
-    """Run generate -> curate -> sft -> opd -> eval offline on a built-in task: four students, one table."""
+    """Run generate -> curate -> sft -> eval offline on a built-in task: three students (four with --on-policy),
+    one table."""
     import os
 
     # Before torch starts OpenMP: idle threads sleep instead of spinning, which keeps a busy shared CPU
@@ -290,7 +292,7 @@ def demo(
     _log_json(log_json)
     values = {k: v for k, v in locals().items()
               if k not in ("set_", "run", "load_config", "DemoConfig", "os", "log_json")}
-    values.update(quick=quick or None, force=force or None)
+    values.update(quick=quick or None, force=force or None, on_policy=on_policy or None)
     run_demo(load_config(DemoConfig, None, set_ or [], values))
 
 

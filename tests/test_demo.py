@@ -51,7 +51,7 @@ def quick_demo(tmp_path_factory):
     env = env_without_command("bwrap", tmp_path_factory.mktemp("path_without_bwrap"))
     kill_at_checkpoint(out, "sft_traces", env)
     second = kill_at_checkpoint(out, "opd_on_policy", env)
-    result = run_cli("demo", "--quick", "--out", out, timeout=900, env=env)
+    result = run_cli("demo", "--quick", "--on-policy", "--out", out, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     return out, result, second
 
@@ -60,7 +60,8 @@ def kill_at_checkpoint(out, stage, env) -> str:
     """Run the quick demo until `stage` has written a complete checkpoint, SIGKILL it there; its stderr."""
     log = out.parent / f"killed_at_{stage}.log"
     with log.open("w") as err:
-        run = subprocess.Popen([sys.executable, "-m", "distill", "demo", "--quick", "--out", str(out)], cwd=REPO,
+        run = subprocess.Popen([sys.executable, "-m", "distill", "demo", "--quick", "--on-policy", "--out", str(out)],
+                               cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=err, env=env)
         deadline = time.monotonic() + 600
         while run.poll() is None and time.monotonic() < deadline:
@@ -218,7 +219,7 @@ def test_a_second_run_resumes_every_stage_and_keeps_the_figures(quick_demo):
     out, *_ = quick_demo
     before = json.loads((out / "results.json").read_text())
     model = (out / "sft_traces" / "model.safetensors").stat().st_mtime_ns
-    result = run_cli("demo", "--quick", "--out", out, timeout=300)
+    result = run_cli("demo", "--quick", "--on-policy", "--out", out, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     after = json.loads((out / "results.json").read_text())
     assert after["accuracy"] == before["accuracy"] and after["curation"] == before["curation"]

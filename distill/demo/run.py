@@ -1,14 +1,15 @@
 """`distill demo`: the whole pipeline offline on a CPU, showing that reasoning traces teach a student.
 
-    distill demo                  # ~15 min on 2 cores: generate -> curate -> 2x sft -> opd -> 4x eval, table + plot
+    distill demo                  # ~11 min on 2 cores: generate -> curate -> 2x sft -> 3x eval, table + plot
+    distill demo --on-policy      # + a fourth student: the answers-only one, then opd from the trace one (+~3 min)
     distill demo --quick          # ~3 min, the same stages on fewer problems and steps (CI)
     demo(DemoConfig(out="runs/demo"))
 
 A program teacher (`--teacher arithmetic`) writes step-by-step traces for long sums, a few of them flawed;
 curate drops the flawed ones; two copies of one tiny random-init Qwen2 student are trained with the same
-budget, one on the full traces and one on the answers alone (think block emptied); the answers-only student is
-then distilled on-policy (opd) with the trace-trained one as its teacher, on the same train prompts and nothing
-else (it samples, the teacher scores every token); all of them and the untrained student are scored on held-out
+budget, one on the full traces and one on the answers alone (think block emptied); with --on-policy the
+answers-only student is then distilled on-policy (opd) with the trace-trained one as its teacher, on the same train
+prompts and nothing else (it samples, the teacher scores every token); all of them and the untrained student are scored on held-out
 problems with the R1 protocol. Every stage is the public stage function a user runs, writing its own directory
 under OUT with a manifest that links to the stage before it:
 
@@ -75,11 +76,12 @@ def run(cfg: DemoConfig) -> Path:
     for name, dataset in (("traces", data), ("answers_only", data_answers)):
         with clock.stage(f"sft_{name}", out / f"sft_{name}"):
             models[name] = run_sft(out / f"sft_{name}", cfg, init, dataset)
-    with clock.stage("opd_on_policy", out / "opd_on_policy"):
-        models["on_policy"] = run_on_policy(out, cfg, models["answers_only"], models["traces"], prompts)
+    if cfg.on_policy:
+        with clock.stage("opd_on_policy", out / "opd_on_policy"):
+            models["on_policy"] = run_on_policy(out, cfg, models["answers_only"], models["traces"], prompts)
     # ---------------------------------------------------------------- eval: the same held-out problems
     evals = {}
-    for name in STUDENTS:
+    for name in (s for s in STUDENTS if s in models):
         with clock.stage(f"eval_{name}", out / f"eval_{name}"):
             evals[name] = run_eval(out / f"eval_{name}", cfg, models[name], prompts)
     return write_report(out, cfg, data, evals, clock.seconds, started)
