@@ -78,7 +78,7 @@ class EvalConfig:
     budget_answer_tokens: int = option(1024, help="--budgets: tokens a sample may write after its think block is "
                                        "closed (or after B, when it closed on its own but was still answering).")
     journal_chunk: int | None = option(None, help="Samples generated and journaled together: a killed run redoes "
-                                       "at most one such chunk of the task in hand (default: hf 32, vllm 512, "
+                                       "at most one such chunk of the task in hand (default: hf 4 batches, vllm 512, "
                                        "openai 256).")
     trust_remote_code: bool = option(False, help="Let the model run the Python code it ships (auto_map); off by "
                                      "default: turn it on only for a source you trust.")

@@ -60,7 +60,12 @@ class LMSpec:
 
 # Samples per journaled chunk: what a kill can lose, against the tail each chunk waits for (a chunk ends with its
 # longest sample: vLLM and a server keep their batches full only inside a chunk)
-JOURNAL_CHUNK = {"hf": 32, "vllm": 512, "openai": 256}
+JOURNAL_CHUNK = {"vllm": 512, "openai": 256}
+
+
+def journal_chunk(spec: LMSpec) -> int:
+    """hf: four batches (whole batches, sorted by length inside the chunk as lm-eval sorts them); else the table."""
+    return 4 * (spec.batch_size or 8) if spec.backend == "hf" else JOURNAL_CHUNK[spec.backend]
 
 
 # ---------------------------------------------------------------- checking the model before loading it
@@ -159,7 +164,7 @@ def open_model(spec: LMSpec):
         raise DistillError(f"unknown backend '{spec.backend}'; choose one of {', '.join(openers)}")
     try:
         lm = openers[spec.backend](spec)
-        lm.journal_chunk = spec.journal_chunk or JOURNAL_CHUNK[spec.backend]
+        lm.journal_chunk = spec.journal_chunk or journal_chunk(spec)
         lm.run_seed = spec.seed
         return lm
     except (OSError, ValueError) as err:

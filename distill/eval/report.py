@@ -334,13 +334,7 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
         curve = results["tasks"][t].get("pass@k_curve") or {}
         ks = [int(k) for k in curve]
         curves.plot(ks, [100 * v for v in curve.values()], marker="o", label=t)
-    curves.set_xscale("log", base=2)
-    curves.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    curves.set_xlabel("k (samples drawn per problem)")
-    curves.set_ylabel("pass@k (%)")
-    curves.set_ylim(0, 100)
-    curves.set_title("pass@k (unbiased estimator)")
-    curves.legend(fontsize=8)
+    percent_against_log2(curves, "k (samples drawn per problem)", "pass@k (%)", "pass@k (unbiased estimator)")
     fig.suptitle(f"distill eval: {results.get('model')}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -349,8 +343,6 @@ def plot_report(results: dict[str, Any], path: Path) -> None:
 
 def plot_budgets(ax: Any, results: dict[str, Any], tasks: list[str]) -> None:
     """pass@1 against thinking budget (log scale), each task's unforced run as a star at its mean think length."""
-    import matplotlib.ticker
-
     for name in tasks:
         t = results["tasks"][name]
         curve = t["budget_curve"]
@@ -361,10 +353,18 @@ def plot_budgets(ax: Any, results: dict[str, Any], tasks: list[str]) -> None:
         unforced_x = max(xs) * 2 if t.get("mean_tokens") is None else max(1.0, t["mean_tokens"])
         ax.plot([unforced_x], [100 * t["pass@1"]], marker="*", markersize=12, color=line[0].get_color(),
                 linestyle="none", label=f"{name} unforced")
+    percent_against_log2(ax, "thinking budget B (tokens; star: unforced, at its mean response tokens)", "pass@1 (%)",
+                         "accuracy against thinking budget (budget forcing)")
+
+
+def percent_against_log2(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    """A 0-100 % axis against a log2 one whose ticks read as plain numbers (2, 64, 1024)."""
+    import matplotlib.ticker
+
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_xlabel("thinking budget B (tokens; star: unforced, at its mean response tokens)")
-    ax.set_ylabel("pass@1 (%)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
-    ax.set_title("accuracy against thinking budget (budget forcing)")
+    ax.set_title(title)
     ax.legend(fontsize=8)
