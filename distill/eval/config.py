@@ -29,21 +29,25 @@ class EvalConfig:
     model: str = option(help="Model to evaluate: a model directory (e.g. an sft output) or a hub id. With "
                         "--backend openai, where to read the served model's tokenizer from.")
     tasks: list[str] = option(["aime", "math500"], help="Tasks, comma-separated: aime (= aime24, aime25), "
-                              "aime24, aime25, math500, or any eval/<family>/distill_<name>.yaml by <name>.")
+                              "aime24, aime25, math500, gpqa_diamond, livecodebench, humaneval, contests (= hmmt_feb25, "
+                              "brumo25, aime26, hmmt_feb26), arithmetic, or any eval/<family>/distill_<name>.yaml by "
+                              "<name>.")
     out: str | None = option(None, help="Output directory (default runs/eval/<model name>). Re-running with "
                              "the same OUT skips the tasks already finished there.")
     backend: Literal["vllm", "hf", "openai", "transformers"] | None = option(
         None, help="vllm (GPU), hf (transformers: CPU or one GPU; --backend transformers also works), openai (a served model at --base-url). "
         "Default: openai with --base-url, else vllm where installed with a GPU, else hf.")
-    samples: int | None = option(None, help="Samples per problem (k); default per task: 64 AIME, 4 MATH-500.")
+    samples: int | None = option(None, help="Samples per problem (k); default per task: 64 AIME and the contests, "
+                                 "16 LiveCodeBench, 8 GPQA Diamond, 4 MATH-500.")
     max_tokens: int = option(32768, help="Max new tokens per sample (R1 protocol: 32768). A sample that "
                              "reaches it without closing </think> counts as wrong.")
     temperature: float = option(0.6, help="Sampling temperature (R1 protocol: 0.6).")
     top_p: float = option(0.95, help="Nucleus sampling top-p (R1 protocol: 0.95).")
     limit: int | None = option(None, help="Evaluate only the first N problems of each task (for smoke tests: "
                                "the numbers are then not comparable to published ones).")
-    data_dir: str | None = option(None, help="Read the eval sets from DIR/aime24.jsonl, aime25.jsonl, "
-                                  "math500.jsonl (id, problem, answer) instead of the hub (needed offline).")
+    data_dir: str | None = option(None, help="Read the eval sets from DIR/<task>.jsonl (aime24.jsonl, "
+                                  "math500.jsonl: id, problem, answer; gpqa_diamond.jsonl, livecodebench.jsonl: the "
+                                  "hub's columns) instead of the hub (needed offline).")
     reasoning: Literal["auto", "on", "off"] = option(
         "auto", help="Does the model think in <think> blocks? on: prefill '<think>\\n' and read the answer after "
         "</think> (the R1 protocol); off: no prefill, the last \\boxed{} of the whole response, truncated only at "
