@@ -250,8 +250,8 @@ def test_published_rows_are_matched_by_lineage_by_name_or_by_the_model(tmp_path)
     published = load_published(EVAL_DIR / "published.yaml")
     distill_rows = [r for r in published["models"] if r["name"].startswith("DeepSeek-R1-Distill")]
     assert len(distill_rows) == 6
-    for row in distill_rows:  # the paper's table: AIME 2024, MATH-500, GPQA Diamond for all six, no AIME 2025
-        assert set(row["scores"]) == {"aime24", "math500", "gpqa_diamond"} and row["base"]
+    for row in distill_rows:  # the paper's table: AIME 2024, MATH-500, GPQA Diamond, LiveCodeBench; no AIME 2025
+        assert set(row["scores"]) == {"aime24", "math500", "gpqa_diamond", "livecodebench"} and row["base"]
         assert all(0 < s["pass@1"] < 100 and s["source"] in published["sources"] for s in row["scores"].values())
 
     local_copy = {"sft": {"student": "/models/Qwen2.5-Math-7B"}}
