@@ -20,6 +20,7 @@ from typing import Any
 
 from distill._version import __version__
 from distill.core.errors import DistillError
+from distill.core.log import get_logger
 
 MANIFEST = "manifest.json"
 
@@ -108,6 +109,21 @@ def read_manifest(directory: str | Path) -> dict[str, Any] | None:
 def is_complete(directory: str | Path) -> bool:
     """Whether a stage directory holds a finished run (its manifest says status complete)."""
     return (read_manifest(directory) or {}).get("status") == "complete"
+
+
+def finished_run(out: Path, stage: str, run_key: str, force: bool) -> bool:
+    """A training stage's resume check (sft, opd): True, after saying so, when `out` holds this run's finished
+    model (its manifest's config.run_key); another run's finished model is refused unless `force`."""
+    manifest = read_manifest(out)
+    if not manifest or manifest.get("stage") != stage or manifest.get("status") != "complete":
+        return False
+    if manifest.get("config", {}).get("run_key") == run_key:
+        get_logger().info(f"{out} already holds the finished model of this recipe; nothing to do")
+        return True
+    if not force:
+        raise DistillError(f"{out} already holds a finished model of another recipe; choose another output_dir, "
+                           "or --force to train over it")
+    return False
 
 
 def lineage_entry(directory: str | Path) -> dict[str, Any]:

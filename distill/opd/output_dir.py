@@ -21,7 +21,7 @@ from typing import Any
 from distill.core.config import to_dict
 from distill.core.errors import DistillError
 from distill.core.log import get_logger, is_main_process, print_summary
-from distill.core.manifest import read_manifest, spelled_out, write_manifest
+from distill.core.manifest import finished_run, read_manifest, spelled_out, write_manifest
 from distill.opd.models import teacher_model
 from distill.sft.output_dir import loss_figure
 
@@ -41,16 +41,7 @@ def run_key(recipe: Any) -> str:
 
 def finished(out: Path, recipe: Any) -> bool:
     """True (after saying so) when OUTPUT_DIR already holds this recipe's finished model."""
-    manifest = read_manifest(out)
-    if not manifest or manifest.get("stage") != "opd" or manifest.get("status") != "complete":
-        return False
-    if manifest.get("config", {}).get("run_key") == run_key(recipe):
-        get_logger().info(f"{out} already holds the finished model of this recipe; nothing to do")
-        return True
-    if not recipe.force:
-        raise DistillError(f"{out} already holds a finished model of another recipe; choose another output_dir, "
-                           "or --force to train over it")
-    return False
+    return finished_run(out, "opd", run_key(recipe), recipe.force)
 
 
 def refuse_foreign(out: Path, recipe: Any) -> None:

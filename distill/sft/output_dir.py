@@ -19,7 +19,7 @@ from typing import Any
 from distill.core.config import to_dict
 from distill.core.errors import DistillError
 from distill.core.log import get_logger, is_main_process, print_summary
-from distill.core.manifest import atomic_write_text, read_manifest, spelled_out, write_manifest
+from distill.core.manifest import atomic_write_text, finished_run, read_manifest, spelled_out, write_manifest
 from distill.core.stage_dirs import RECIPE
 
 
@@ -33,16 +33,7 @@ def run_key(recipe: Any) -> str:
 
 def finished(out: Path, recipe: Any) -> bool:
     """True (after saying so) when OUTPUT_DIR already holds this recipe's finished model."""
-    manifest = read_manifest(out)
-    if not manifest or manifest.get("stage") != "sft" or manifest.get("status") != "complete":
-        return False
-    if manifest.get("config", {}).get("run_key") == run_key(recipe):
-        get_logger().info(f"{out} already holds the finished model of this recipe; nothing to do")
-        return True
-    if not recipe.force:
-        raise DistillError(f"{out} already holds a finished model of another recipe; choose another output_dir, "
-                           "or --force to train over it")
-    return False
+    return finished_run(out, "sft", run_key(recipe), recipe.force)
 
 
 def prepare_output_dir(out: Path, recipe: Any) -> str | None:
