@@ -6,6 +6,7 @@ Everything runs offline on CPU: the model is initialised from a config (no downl
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -335,3 +336,13 @@ def vllm_serve(model: Path, log: Path, *args: str, timeout: float = 400, attempt
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def send_json(handler, data: dict, status: int = 200) -> None:
+    """Answer an http.server request with `data` as JSON (the stub OpenAI-compatible servers of the tests)."""
+    body = json.dumps(data).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

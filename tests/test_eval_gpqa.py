@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import send_json
 
 from distill.core.readers import iter_jsonl
 from distill.eval.choice_hooks import extract_letter, process_docs, shuffle_choices
@@ -70,12 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, data: dict) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, data)
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         self._send({"object": "list", "data": [{"id": "served", "object": "model"}]})

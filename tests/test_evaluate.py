@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, send_json
 
 from distill.core.manifest import read_manifest, write_manifest
 from distill.core.readers import iter_jsonl
@@ -188,12 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send({"object": "list", "data": [{"id": "tiny-served", "object": "model"}]})
 
     def _send(self, data: dict) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, data)
 
     def do_POST(self):  # noqa: N802 - http.server's naming
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
