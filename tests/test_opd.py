@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED_DATA, free_port, one_line_error, run_cli, vllm_serve
+from conftest import REPO, SHARED_DATA, free_port, one_line_error, run_cli, send_json, vllm_serve
 
 TINY = REPO / "recipes" / "opd" / "tiny.yaml"
 GSM8K = SHARED_DATA / "gsm8k_train_sample.jsonl"
@@ -277,12 +277,7 @@ class _NoLogprobs(BaseHTTPRequestHandler):
             self._reply(404, {"error": "not found"})
 
     def _reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, body, status)
 
     def log_message(self, *args):
         pass
