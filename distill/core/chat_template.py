@@ -127,6 +127,16 @@ TEMPLATES = {
 }
 
 
+def token_id(tokenizer: Any, token: str | None) -> int | None:
+    """The id of a single token, or None when the vocabulary lacks it."""
+    if not token:
+        return None
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or (tokenizer.unk_token_id is not None and tid == tokenizer.unk_token_id):
+        return None
+    return tid
+
+
 def get_template(spec: str, eos: str | None = None) -> ChatTemplate:
     """A packaged template by name, a .jinja file, or "tokenizer" (keep the tokenizer's own template)."""
     if spec in TEMPLATES:

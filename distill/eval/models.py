@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.backend_common import api_key_header, clear_sampling_defaults, decode_keeping_think, eos_ids
-from distill.core.chat_template import TEMPLATES, ChatTemplate, get_template
+from distill.core.chat_template import TEMPLATES, ChatTemplate, get_template, token_id
 from distill.core.errors import DistillError
 from distill.core.model_source import is_gguf, local_model, remote_code_error
 from distill.core.protocol import draw_seed
@@ -117,8 +117,8 @@ def install_template(tokenizer: Any, template: ChatTemplate) -> int | None:
     tokenizer.chat_template = template.text
     if not template.eos:
         return None
-    eos_id = tokenizer.convert_tokens_to_ids(template.eos)
-    if eos_id is None or (tokenizer.unk_token_id is not None and eos_id == tokenizer.unk_token_id):
+    eos_id = token_id(tokenizer, template.eos)
+    if eos_id is None:
         raise DistillError(f"the end-of-turn token {template.eos!r} of chat template '{template.name}' is not in "
                            "the model's vocabulary; pass the template of the model's family")
     tokenizer.eos_token = template.eos

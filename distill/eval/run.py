@@ -343,7 +343,7 @@ def run_budgets(cfg: EvalConfig, lm, task, ref: TaskRef, tokenizer, out: Path, r
         return score_doc(code, responses, doc, reasoning)[0]
 
     k = record["k"]
-    total = sum(min(b, cfg.max_tokens) for b in budgets) * len(items) * k
+    total = sum(budgets) * len(items) * k  # each B fits in --max-tokens (EvalConfig checks)
     with progress(f"budgets {ref.short}", total=len(budgets) * len(items) * k, unit="samples") as bar:
         bar.note = f"budgets {','.join(map(str, budgets))}; up to {total:,} thinking tokens"
         lm.progress = bar

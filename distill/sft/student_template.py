@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.core.chat_template import ChatTemplate, common_prefix, get_template  # noqa: F401 - sft's names
+from distill.core.chat_template import ChatTemplate, common_prefix, get_template, token_id  # noqa: F401 - sft's names
 from distill.core.errors import DistillError
 
 IGNORE = -100
@@ -40,16 +40,6 @@ def apply_template(tokenizer: Any, template: ChatTemplate) -> int:
         pad = template.pad if template.pad and token_id(tokenizer, template.pad) is not None else eos
         tokenizer.pad_token = pad
     return eos_id
-
-
-def token_id(tokenizer: Any, token: str | None) -> int | None:
-    """The id of a single token, or None when the vocabulary lacks it."""
-    if not token:
-        return None
-    tid = tokenizer.convert_tokens_to_ids(token)
-    if tid is None or (tokenizer.unk_token_id is not None and tid == tokenizer.unk_token_id):
-        return None
-    return tid
 
 
 def tokenize_example(tokenizer: Any, messages: list[dict[str, str]], eos_id: int) -> tuple[list[int], list[int]]:
